@@ -1,0 +1,142 @@
+//! Account logic: signup, reading and renaming the profile, changing the password.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::model::{Email, Name, User, UserId};
+use super::store::{self, NewUserRow};
+use crate::app::AppState;
+use crate::auth::{Caller, sessions};
+use crate::crypto::password::HashError;
+use crate::error::{AppError, FieldError};
+use crate::roles;
+use crate::store::{is_unique_violation, now_micros};
+
+impl From<HashError> for AppError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => AppError::Overloaded,
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Signup input after the handler has parsed it.
+pub struct NewAccount {
+    pub email: Email,
+    pub name: Name,
+    pub password: SecretString,
+}
+
+/// Checks a new password against the policy off the async workers (zxcvbn is CPU work).
+/// `field` names the request field in the error.
+pub async fn check_new_password(
+    app: &AppState,
+    field: &'static str,
+    password: &SecretString,
+    context: Vec<String>,
+) -> Result<(), AppError> {
+    let policy = app.policy;
+    let password = password.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let context: Vec<&str> = context.iter().map(String::as_str).collect();
+        policy.check(password.expose_secret(), &context)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check task failed: {e}")))?;
+    verdict.map_err(|message| AppError::Invalid(vec![FieldError::new(field, message)]))
+}
+
+/// Creates an account with the `user` role (API signup).
+pub async fn signup(app: &AppState, account: NewAccount) -> Result<User, AppError> {
+    create(app, account, &[roles::USER]).await
+}
+
+/// Creates an account with the given roles. The password must already satisfy the policy.
+#[tracing::instrument(skip_all)]
+pub async fn create(app: &AppState, account: NewAccount, roles: &[&str]) -> Result<User, AppError> {
+    let hash = app.hasher.hash(account.password).await?;
+    let id = UserId::new();
+    let now = now_micros();
+    let mut tx = app.store.begin_write().await?;
+    let row = NewUserRow {
+        id,
+        email: account.email.as_str(),
+        email_key: account.email.key(),
+        name: account.name.as_deref(),
+        password_hash: &hash,
+        now,
+    };
+    match store::insert(&mut tx, &row).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(AppError::Conflict {
+                slug: "email-taken",
+                detail: "An account with this email already exists.".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for role in roles {
+        roles::assign(&mut tx, id, role).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user_id = %id, "account created");
+    load(app, id).await
+}
+
+/// The account with its roles.
+pub async fn load(app: &AppState, id: UserId) -> Result<User, AppError> {
+    let mut user = store::find_by_id(app.store.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    user.roles = roles::of_user(app.store.pool(), id).await?;
+    Ok(user)
+}
+
+pub async fn rename(app: &AppState, id: UserId, name: Name) -> Result<User, AppError> {
+    let mut tx = app.store.begin_write().await?;
+    if !store::set_name(&mut tx, id, name.as_deref(), now_micros()).await? {
+        return Err(AppError::NotFound);
+    }
+    tx.commit().await?;
+    load(app, id).await
+}
+
+/// Changes the caller's password after re-checking the current one, and ends every other
+/// session of the account in the same transaction.
+#[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+pub async fn change_password(
+    app: &AppState,
+    caller: &Caller,
+    current: SecretString,
+    new: SecretString,
+) -> Result<(), AppError> {
+    let user = store::find_by_id(app.store.pool(), caller.user_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut context = vec![user.email.clone()];
+    context.extend(user.name.clone());
+    check_new_password(app, "new_password", &new, context).await?;
+    let verified = app
+        .hasher
+        .verify(current, user.password_hash.clone())
+        .await?;
+    if !verified.matches {
+        return Err(AppError::WrongPassword);
+    }
+    let hash = app.hasher.hash(new).await?;
+    let mut tx = app.store.begin_write().await?;
+    store::set_password_hash(&mut tx, user.id, &hash, now_micros()).await?;
+    let revoked = sessions::revoke_all_of_user(
+        &app.store,
+        &mut tx,
+        user.id,
+        Some(&caller.session_id),
+        "password_changed",
+    )
+    .await?;
+    tx.commit().await?;
+    app.sessions.forget(&revoked);
+    tracing::info!(revoked_sessions = revoked.len(), "password changed");
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! SQL over the `users` table.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::model::{User, UserId};
+
+const USER_COLUMNS: &str =
+    "id, email, name, password_hash, email_verified_at, disabled_at, created_at, updated_at";
+
+fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    Ok(User {
+        id: UserId::parse(&id)
+            .ok_or_else(|| sqlx::Error::Decode(format!("user id {id} is not a UUID").into()))?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        email_verified_at: row.try_get("email_verified_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        roles: Vec::new(),
+    })
+}
+
+pub struct NewUserRow<'a> {
+    pub id: UserId,
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub name: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub now: i64,
+}
+
+/// Inserts a user. A taken email surfaces as a unique violation.
+pub async fn insert(conn: &mut AnyConnection, u: &NewUserRow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, email, email_key, name, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(u.id.to_string())
+    .bind(u.email)
+    .bind(u.email_key)
+    .bind(u.name)
+    .bind(u.password_hash)
+    .bind(u.now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_by_email_key<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    key: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+    ));
+    let row = sqlx::query(sql).bind(key).fetch_optional(db).await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn find_by_id<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    id: UserId,
+) -> Result<Option<User>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+    let row = sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_optional(db)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn set_name(
+    conn: &mut AnyConnection,
+    id: UserId,
+    name: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET name = $1, updated_at = $2 WHERE id = $3")
+        .bind(name)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_password_hash(
+    conn: &mut AnyConnection,
+    id: UserId,
+    hash: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a hash only if it is still the one we verified against, so a rehash after login
+/// never overwrites a password changed meanwhile.
+pub async fn upgrade_password_hash<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    id: UserId,
+    old: &str,
+    new: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+        .bind(new)
+        .bind(id.to_string())
+        .bind(old)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn record_login(
+    conn: &mut AnyConnection,
+    id: UserId,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Builds the application: config -> store -> state -> every capability's router ->
+//! middleware. The one place that knows every capability.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::accounts::{self, PasswordPolicy};
+use crate::auth::{self, SessionCache, TokenService};
+use crate::config::Config;
+use crate::crypto::keys::KeyRing;
+use crate::crypto::password::{HashSettings, PasswordHasher};
+use crate::crypto::secret::{self, MasterKey, SecretSource};
+use crate::error::AppError;
+use crate::http::{problem, request_id, server, trace};
+use crate::store::{Backend, Store};
+use crate::{oidc, ops};
+
+/// Everything a request handler may need. Cloning is one reference count.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Store,
+    pub hasher: PasswordHasher,
+    pub keys: Arc<KeyRing>,
+    pub tokens: TokenService,
+    pub sessions: Arc<SessionCache>,
+    pub policy: PasswordPolicy,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// Sessions remembered per instance; entries are a few dozen bytes.
+const SESSION_CACHE_CAPACITY: usize = 100_000;
+
+impl AppState {
+    /// Connects the database, applies migrations when configured to, and loads keys.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let store = Store::connect(&config).await?;
+        let applied = store.applied_schema_version().await?;
+        let latest = store.latest_schema_version();
+        anyhow::ensure!(
+            applied <= latest,
+            "the database schema (version {applied}) is newer than this binary knows (version {latest}); run a newer portvakt"
+        );
+        if applied < latest {
+            anyhow::ensure!(
+                config.migrate_on_start,
+                "the database schema is at version {applied}, this binary needs {latest}: run `portvakt migrate` (PORTVAKT_MIGRATE_ON_START is false)"
+            );
+            store
+                .migrate()
+                .await
+                .context("applying database migrations")?;
+            tracing::info!(from = applied, to = latest, "database migrated");
+        }
+
+        let (secret_key, source) = secret::resolve(&config)?;
+        if let SecretSource::DevFile { created: true } = source {
+            tracing::warn!(
+                path = %config.data_dir.join(crate::config::DEV_SECRET_FILE).display(),
+                "generated a development secret key; set PORTVAKT_SECRET_KEY in production"
+            );
+        }
+        let master = Arc::new(MasterKey::new(&secret_key));
+        let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
+
+        let hasher = PasswordHasher::start(HashSettings {
+            memory_kib: config.argon2_memory_kib,
+            iterations: config.argon2_iterations,
+            parallelism: config.argon2_parallelism,
+            threads: config.hash_thread_count(),
+            queue: config.hash_queue,
+        })
+        .context("invalid argon2 settings")?;
+        let tokens = TokenService::new(
+            keys.clone(),
+            config.issuer.clone(),
+            config.access_token_ttl,
+            config.token_cache_size,
+        );
+        let sessions = Arc::new(SessionCache::new(
+            config.session_cache_ttl,
+            SESSION_CACHE_CAPACITY,
+        ));
+        if store.backend() == Backend::Postgres {
+            auth::sessions::spawn_revocation_listener(
+                config.database_url.expose_secret().to_string(),
+                sessions.clone(),
+            );
+        }
+        let policy = PasswordPolicy {
+            min_length: config.password_min_length,
+            min_score: config.password_min_score,
+        };
+        Ok(AppState(Arc::new(AppInner {
+            config,
+            store,
+            hasher,
+            keys,
+            tokens,
+            sessions,
+            policy,
+        })))
+    }
+}
+
+/// The HTTP application: every route and the middleware around them. Pure, so tests can
+/// drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    let middleware = ServiceBuilder::new()
+        .layer(from_fn(request_id::middleware))
+        .layer(from_fn(trace::middleware))
+        .layer(from_fn(problem::fallback))
+        .layer(CatchPanicLayer::custom(problem::panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+
+    Router::new()
+        .merge(accounts::router())
+        .merge(auth::router())
+        .merge(ops::router())
+        .merge(oidc::router())
+        .fallback(not_found)
+        .layer(middleware)
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+/// A bound, ready-to-serve instance.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Builds the state and binds the listen address (`config.addr`; port 0 picks one).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let started = Instant::now();
+        let addr = config.addr;
+        let state = AppState::build(config).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(
+            addr = %local_addr,
+            issuer = %state.config.issuer,
+            env = %state.config.env,
+            database = state.store.backend().name(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "portvakt is ready"
+        );
+        Ok(Application {
+            listener,
+            state,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
+        let options = server::ServeOptions {
+            header_read_timeout: self.state.config.header_read_timeout,
+            max_connections: self.state.config.max_connections,
+            shutdown_timeout: self.state.config.shutdown_timeout,
+        };
+        let store = self.state.store.clone();
+        server::serve(self.listener, router(self.state), options, shutdown).await;
+        store.close().await;
+        tracing::info!("stopped");
+    }
+}

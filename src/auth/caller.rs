@@ -1,0 +1,65 @@
+//! `Caller`: the authenticated user behind a request, from `Authorization: Bearer`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::accounts::UserId;
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::http::trace::RequestSpan;
+
+/// Who is calling: the user, the session the token belongs to, and the roles in the token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme is case-insensitive,
+/// RFC 7235 §2.1). `None` when there is no header or it uses another scheme.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, AppError> {
+        let Some(token) = bearer_token(parts) else {
+            return Err(AppError::Unauthorized {
+                detail: "A bearer access token is required.",
+                token_sent: false,
+            });
+        };
+        let verified = app.tokens.verify(token).await.map_err(|e| {
+            tracing::debug!(reason = %e, "access token refused");
+            AppError::Unauthorized {
+                detail: "The access token is invalid or expired.",
+                token_sent: true,
+            }
+        })?;
+        if !app
+            .sessions
+            .is_active(&app.store, verified.session_id)
+            .await?
+        {
+            return Err(AppError::Unauthorized {
+                detail: "The session of this access token has ended.",
+                token_sent: true,
+            });
+        }
+        if let Some(span) = parts.extensions.get::<RequestSpan>() {
+            span.record_user(&verified.user_id);
+        }
+        Ok(Caller {
+            user_id: verified.user_id,
+            session_id: verified.session_id,
+            roles: verified.roles.clone(),
+        })
+    }
+}

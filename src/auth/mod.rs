@@ -1,0 +1,13 @@
+//! Signing in: login, sessions with rotating refresh tokens, logout, access tokens and the
+//! `Caller` extractor that every authenticated route uses.
+
+pub mod caller;
+pub mod routes;
+pub mod service;
+pub mod sessions;
+pub mod tokens;
+
+pub use caller::Caller;
+pub use routes::router;
+pub use sessions::SessionCache;
+pub use tokens::TokenService;

@@ -1,0 +1,397 @@
+//! Sessions and their refresh tokens, and the per-instance cache of which sessions are alive.
+//!
+//! A session is created by a login and ends when it is revoked (logout, revocation, password
+//! change, refresh token reuse) or when nobody refreshes it for `refresh_token_ttl`. Every
+//! refresh token the session was given stays on record by hash, so presenting a used one is
+//! recognised as theft and ends the session (OAuth 2.0 Security BCP §4.14).
+//!
+//! Access tokens are checked against the session cache on every request. A revocation here
+//! updates the cache at once; with PostgreSQL it is also broadcast (LISTEN/NOTIFY) so every
+//! instance forgets the session at once; the cache TTL bounds staleness if a broadcast is lost.
+
+use std::time::{Duration, Instant};
+
+use quick_cache::sync::Cache;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::accounts::UserId;
+use crate::crypto::{new_token, token_hash};
+use crate::store::{Backend, Store, micros_after, now_micros};
+
+/// The PostgreSQL channel revoked session ids are announced on.
+pub const REVOCATION_CHANNEL: &str = "portvakt_session_revoked";
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    active: bool,
+    checked: Instant,
+}
+
+/// Which sessions this instance has recently seen alive or dead.
+pub struct SessionCache {
+    entries: Cache<Uuid, Entry>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCache {
+    pub fn new(ttl: Duration, capacity: usize) -> SessionCache {
+        SessionCache {
+            entries: Cache::new(capacity.max(16)),
+            ttl,
+        }
+    }
+
+    /// Whether the session is alive: from the cache while fresh, else from the database.
+    /// A dead session stays dead, so negative answers are kept regardless of age.
+    pub async fn is_active(&self, store: &Store, session: Uuid) -> Result<bool, sqlx::Error> {
+        if let Some(e) = self.entries.get(&session)
+            && (!e.active || e.checked.elapsed() < self.ttl)
+        {
+            return Ok(e.active);
+        }
+        let active = is_active_in_db(store, session).await?;
+        self.entries.insert(
+            session,
+            Entry {
+                active,
+                checked: Instant::now(),
+            },
+        );
+        Ok(active)
+    }
+
+    /// Marks sessions as ended (after a revocation committed).
+    pub fn forget(&self, sessions: &[Uuid]) {
+        for s in sessions {
+            self.entries.insert(
+                *s,
+                Entry {
+                    active: false,
+                    checked: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Drops everything: used when revocation broadcasts may have been missed.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+}
+
+async fn is_active_in_db(store: &Store, session: Uuid) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT revoked_at, expires_at FROM sessions WHERE id = $1")
+        .bind(session.to_string())
+        .fetch_optional(store.pool())
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let revoked: Option<i64> = row.try_get("revoked_at")?;
+    let expires: i64 = row.try_get("expires_at")?;
+    Ok(revoked.is_none() && expires > now_micros())
+}
+
+/// A new session and its first refresh token.
+pub struct Created {
+    pub session_id: Uuid,
+    pub refresh_token: String,
+}
+
+pub async fn create(
+    conn: &mut AnyConnection,
+    user: UserId,
+    ip: &str,
+    user_agent: Option<&str>,
+    ttl: Duration,
+) -> Result<Created, sqlx::Error> {
+    let session_id = Uuid::now_v7();
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)",
+    )
+    .bind(session_id.to_string())
+    .bind(user.to_string())
+    .bind(now)
+    .bind(micros_after(now, ttl))
+    .bind(ip)
+    .bind(user_agent)
+    .execute(&mut *conn)
+    .await?;
+    let refresh_token = new_token();
+    insert_refresh_token(conn, session_id, &refresh_token, now).await?;
+    Ok(Created {
+        session_id,
+        refresh_token,
+    })
+}
+
+async fn insert_refresh_token(
+    conn: &mut AnyConnection,
+    session: Uuid,
+    token: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(token))
+    .bind(session.to_string())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: here is its successor.
+    Rotated {
+        user_id: UserId,
+        session_id: Uuid,
+        refresh_token: String,
+    },
+    /// Unknown token, or its session has ended.
+    Rejected,
+    /// The token had been used before: the session is now revoked.
+    Reused { user_id: UserId, session_id: Uuid },
+}
+
+/// Exchanges a refresh token for its successor. The token is claimed with a conditional
+/// UPDATE, so of several concurrent requests with one token exactly one wins; the others
+/// find it used and, as with any reuse, end the session.
+pub async fn rotate(
+    store: &Store,
+    presented: &str,
+    ttl: Duration,
+) -> Result<Rotation, sqlx::Error> {
+    let hash = token_hash(presented);
+    let now = now_micros();
+    let mut tx = store.begin_write().await?;
+    let claimed: Option<String> =
+        sqlx::query_scalar("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING session_id")
+            .bind(now)
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+
+    let Some(session_id) = claimed else {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(session_id) = owner.and_then(|s| Uuid::parse_str(&s).ok()) else {
+            return Ok(Rotation::Rejected);
+        };
+        let user_id = user_of(&mut tx, session_id).await?;
+        let revoked = revoke_in(store, &mut tx, session_id, None, "refresh_token_reused").await?;
+        tx.commit().await?;
+        return Ok(match (user_id, revoked) {
+            (Some(user_id), true) => Rotation::Reused {
+                user_id,
+                session_id,
+            },
+            _ => Rotation::Rejected,
+        });
+    };
+
+    let session_id = Uuid::parse_str(&session_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let row = sqlx::query("SELECT user_id, revoked_at, expires_at FROM sessions WHERE id = $1")
+        .bind(session_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Rejected);
+    };
+    let revoked: Option<i64> = row.try_get("revoked_at")?;
+    let expires: i64 = row.try_get("expires_at")?;
+    let user: String = row.try_get("user_id")?;
+    let Some(user_id) = UserId::parse(&user) else {
+        return Ok(Rotation::Rejected);
+    };
+    if revoked.is_some() || expires <= now {
+        // Keep the token marked used; the session is over either way.
+        tx.commit().await?;
+        return Ok(Rotation::Rejected);
+    }
+    let refresh_token = new_token();
+    insert_refresh_token(&mut tx, session_id, &refresh_token, now).await?;
+    sqlx::query("UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3")
+        .bind(now)
+        .bind(micros_after(now, ttl))
+        .bind(session_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated {
+        user_id,
+        session_id,
+        refresh_token,
+    })
+}
+
+async fn user_of(conn: &mut AnyConnection, session: Uuid) -> Result<Option<UserId>, sqlx::Error> {
+    let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM sessions WHERE id = $1")
+        .bind(session.to_string())
+        .fetch_optional(conn)
+        .await?;
+    Ok(user.as_deref().and_then(UserId::parse))
+}
+
+/// Revokes one live session, optionally only if it belongs to `owner`. Returns whether a
+/// live session was revoked. The caller commits and then calls [`SessionCache::forget`].
+pub async fn revoke_in(
+    store: &Store,
+    conn: &mut AnyConnection,
+    session: Uuid,
+    owner: Option<UserId>,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = now_micros();
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 AND ($4 IS NULL OR user_id = $4)",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(session.to_string())
+    .bind(owner.map(|o| o.to_string()))
+    .execute(&mut *conn)
+    .await?;
+    let revoked = done.rows_affected() == 1;
+    if revoked {
+        announce(store, conn, &[session]).await?;
+    }
+    Ok(revoked)
+}
+
+/// Revokes every live session of a user except `keep`; returns the ones revoked.
+pub async fn revoke_all_of_user(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: UserId,
+    keep: Option<&Uuid>,
+    reason: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR id <> $4) RETURNING id",
+    )
+    .bind(now_micros())
+    .bind(reason)
+    .bind(user.to_string())
+    .bind(keep.map(Uuid::to_string))
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    announce(store, conn, &ids).await?;
+    Ok(ids)
+}
+
+/// Tells other instances (PostgreSQL only) which sessions ended. `pg_notify` inside the
+/// transaction is delivered at commit, and not at all on rollback.
+async fn announce(
+    store: &Store,
+    conn: &mut AnyConnection,
+    sessions: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if store.backend() != Backend::Postgres || sessions.is_empty() {
+        return Ok(());
+    }
+    // NOTIFY payloads are limited to 8000 bytes; 100 ids are 3.7 kB.
+    for chunk in sessions.chunks(100) {
+        let payload = chunk
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(REVOCATION_CHANNEL)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Listens for revocations announced by other instances and applies them to the cache.
+/// When the connection drops, announcements may have been missed, so the cache is cleared.
+pub fn spawn_revocation_listener(database_url: String, cache: std::sync::Arc<SessionCache>) {
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&database_url).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
+                        tracing::warn!(error = %e, "cannot listen for session revocations");
+                    } else {
+                        cache.clear();
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(n)) => {
+                                    let ids: Vec<Uuid> = n
+                                        .payload()
+                                        .split(',')
+                                        .filter_map(|s| Uuid::parse_str(s).ok())
+                                        .collect();
+                                    cache.forget(&ids);
+                                }
+                                Ok(None) => {
+                                    tracing::warn!(
+                                        "revocation listener reconnected; clearing the session cache"
+                                    );
+                                    cache.clear();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "revocation listener failed");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot connect the revocation listener"),
+            }
+            cache.clear();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// A live session as listed to its owner.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub async fn list_live(store: &Store, user: UserId) -> Result<Vec<SessionRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, created_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+    )
+    .bind(user.to_string())
+    .bind(now_micros())
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("id")?;
+            Ok(SessionRow {
+                id: Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! Access tokens: EdDSA-signed JWTs (RFC 7519, RFC 9068 header type) with `kid`, `iss`,
+//! `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `sid` and `roles`.
+//!
+//! Verifying an Ed25519 signature costs about as much as serving a whole small request, so
+//! each distinct token is verified once and the result remembered until the token expires.
+//! The cache only ever says "this token is authentic"; whether its session is still alive
+//! is checked separately on every request (see `sessions`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use quick_cache::sync::Cache;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::UserId;
+use crate::crypto::keys::KeyRing;
+
+/// The JOSE `typ` of our access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Tokens longer than this are not ours; refusing them early bounds the work.
+const MAX_TOKEN_LEN: usize = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub sid: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Present on tokens issued to OIDC clients, which `/api/v1` refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// What a verified access token vouches for.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user_id: UserId,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is signed by an unknown key")]
+    UnknownKey,
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+    #[error("the token was issued to a client, not a user session")]
+    ClientToken,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// A freshly signed access token.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+pub struct TokenService {
+    keys: Arc<KeyRing>,
+    issuer: String,
+    ttl: Duration,
+    validation: Validation,
+    cache: Option<Cache<[u8; 32], Arc<Verified>>>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("issuer", &self.issuer)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl TokenService {
+    pub fn new(
+        keys: Arc<KeyRing>,
+        issuer: String,
+        ttl: Duration,
+        cache_size: usize,
+    ) -> TokenService {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        // We check our own tokens with our own clock: no leeway, so an expired token is expired.
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        TokenService {
+            keys,
+            issuer,
+            ttl,
+            validation,
+            cache: (cache_size > 0).then(|| Cache::new(cache_size)),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Signs an access token for a session.
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: Uuid,
+        roles: &[String],
+    ) -> Result<Issued, TokenError> {
+        let key = self.keys.signer();
+        let now = now_secs();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: user.to_string(),
+            aud: Audience::One(self.issuer.clone()),
+            exp: now.saturating_add(ttl),
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7().to_string(),
+            sid: session.to_string(),
+            roles: roles.to_vec(),
+            client_id: None,
+        };
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| TokenError::Signing(e.to_string()))?;
+        Ok(Issued {
+            token,
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// Checks signature, algorithm, type, issuer, audience and time; remembers the result.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut cache_key = [0u8; 32];
+        cache_key.copy_from_slice(digest.as_ref());
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&cache_key)) {
+            if hit.expires_at > now_secs() {
+                return Ok(hit);
+            }
+            if let Some(c) = &self.cache {
+                c.remove(&cache_key);
+            }
+            return Err(TokenError::Invalid("expired".into()));
+        }
+
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid("unexpected algorithm".into()));
+        }
+        if header
+            .typ
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+            != Some(ACCESS_TOKEN_TYPE)
+        {
+            return Err(TokenError::Invalid("not an access token".into()));
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .keys
+            .decoding_key(&kid)
+            .await
+            .ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        if claims.client_id.is_some() {
+            return Err(TokenError::ClientToken);
+        }
+        let verified = Arc::new(Verified {
+            user_id: UserId::parse(&claims.sub)
+                .ok_or_else(|| TokenError::Invalid("sub is not a user id".into()))?,
+            session_id: Uuid::parse_str(&claims.sid)
+                .map_err(|_| TokenError::Invalid("sid is not a session id".into()))?,
+            roles: claims.roles,
+            expires_at: claims.exp,
+        });
+        if let Some(c) = &self.cache {
+            c.insert(cache_key, verified.clone());
+        }
+        Ok(verified)
+    }
+}

@@ -1,0 +1,1071 @@
+//! Settings from `PORTVAKT_*` environment variables, a `.env` file and an optional
+//! `portvakt.toml`, in that order of precedence over the built-in defaults.
+//!
+//! Every setting is declared once in [`SETTINGS`] with its default and its documentation;
+//! `.env.example`, the README table and `portvakt config` are all derived from that list, and
+//! a test keeps them in step. Values are parsed from text the same way whatever their source,
+//! so `PORTVAKT_DB_POOL_MAX=10` and `db_pool_max = 10` mean the same thing, and an error names
+//! the variable and the source it came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The prefix of every environment variable portvakt reads.
+pub const ENV_PREFIX: &str = "PORTVAKT_";
+
+/// One configurable setting: its key (lowercase, as in `portvakt.toml`), its default as
+/// text, and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// The environment variable for this setting, e.g. `PORTVAKT_ADDR`.
+    pub fn env_name(&self) -> String {
+        format!("{ENV_PREFIX}{}", self.key.to_ascii_uppercase())
+    }
+}
+
+macro_rules! settings {
+    ($($key:literal = $default:literal : $doc:literal;)*) => {
+        /// Every setting portvakt understands, in documentation order.
+        pub const SETTINGS: &[Setting] = &[$(Setting { key: $key, default: $default, doc: $doc }),*];
+    };
+}
+
+settings! {
+    "env" = "development" : "`development` or `production`. Production refuses to start with an unsafe setting (run `portvakt check`).";
+    "addr" = "127.0.0.1:8080" : "Listen address (host:port).";
+    "data_dir" = "./data" : "Directory for the SQLite database and, in development, the generated secret key.";
+    "database_url" = "" : "`postgres://user:pass@host/db` for PostgreSQL; empty means SQLite at `<data_dir>/portvakt.db`. `PORTVAKT_DATABASE_URL_FILE` reads it from a file.";
+    "secret_key" = "" : "At least 32 random bytes, hex or base64 (`portvakt secret` prints one). Encrypts signing keys at rest. Required in production; generated into the data dir in development. `PORTVAKT_SECRET_KEY_FILE` reads it from a file.";
+    "issuer" = "" : "Public base URL of this service, the `iss` of every token. Must be https in production; defaults to `http://<addr>` in development.";
+    "log" = "info" : "Log filter, in `tracing` EnvFilter syntax (e.g. `info,portvakt=debug`).";
+    "log_format" = "" : "`json` or `pretty`; defaults to `json` in production and `pretty` in development.";
+    "migrate_on_start" = "true" : "Apply pending database migrations when `serve` starts.";
+    "db_pool_max" = "10" : "Maximum database connections in the pool.";
+    "db_pool_min" = "1" : "Connections kept open while idle.";
+    "db_acquire_timeout" = "5s" : "How long a request waits for a free database connection before failing with 503.";
+    "db_busy_timeout" = "5s" : "SQLite only: how long a write waits for the database lock.";
+    "argon2_memory_kib" = "19456" : "argon2id memory cost in KiB (OWASP: 19456).";
+    "argon2_iterations" = "2" : "argon2id time cost (OWASP: 2).";
+    "argon2_parallelism" = "1" : "argon2id lanes (OWASP: 1).";
+    "hash_threads" = "0" : "Threads that hash passwords; 0 means one per CPU core.";
+    "hash_queue" = "64" : "Password hashes allowed to wait for a thread; beyond that, login and signup answer 503 with Retry-After.";
+    "password_min_length" = "8" : "Minimum password length in characters (8..=128).";
+    "password_min_score" = "3" : "Minimum zxcvbn strength score (0..=4).";
+    "access_token_ttl" = "15m" : "Lifetime of access tokens (e.g. `900`, `15m`).";
+    "refresh_token_ttl" = "30d" : "Sliding lifetime of a session: each refresh extends it by this much.";
+    "session_cache_ttl" = "5s" : "How long an instance trusts its cached view of a session before re-reading it. Revocations on this instance (and, with PostgreSQL, on every instance) apply at once regardless.";
+    "token_cache_size" = "100000" : "Verified access tokens remembered (each is verified once, then checked against its session).";
+    "max_body_bytes" = "65536" : "Largest accepted request body; larger bodies get 413.";
+    "request_timeout" = "30s" : "Requests taking longer are answered with 408.";
+    "header_read_timeout" = "10s" : "A client must send its request headers within this time.";
+    "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
+    "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    DotEnv,
+    Env,
+    Explicit,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::DotEnv => write!(f, ".env"),
+            Origin::Env => write!(f, "environment"),
+            Origin::Explicit => write!(f, "explicit setting"),
+        }
+    }
+}
+
+/// Every problem found while reading the configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected `development` or `production`".into()),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            _ => Err("expected `json` or `pretty`".into()),
+        }
+    }
+}
+
+/// A duration written as plain seconds (`900`) or with a unit (`250ms`, `30s`, `15m`, `12h`, `30d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| "expected a duration such as `30s`, `15m` or `30d`".to_string())?;
+        let secs = |mult: u64| {
+            n.checked_mul(mult)
+                .map(Duration::from_secs)
+                .ok_or_else(|| "duration too large".to_string())
+        };
+        let d = match unit.trim() {
+            "" | "s" => secs(1)?,
+            "ms" => Duration::from_millis(n),
+            "m" | "min" => secs(60)?,
+            "h" => secs(3600)?,
+            "d" => secs(86_400)?,
+            _ => return Err(format!("unknown unit `{unit}` (use ms, s, m, h or d)")),
+        };
+        Ok(Span(d))
+    }
+}
+
+/// The parsed, typed configuration. Built only through [`Config::load`] or [`Config::from_pairs`],
+/// so every instance has passed the same checks.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub secret_key: Option<SecretString>,
+    pub issuer: String,
+    pub issuer_is_default: bool,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub migrate_on_start: bool,
+    pub db_pool_max: u32,
+    pub db_pool_min: u32,
+    pub db_acquire_timeout: Duration,
+    pub db_busy_timeout: Duration,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+    pub password_min_length: usize,
+    pub password_min_score: u8,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub session_cache_ttl: Duration,
+    pub token_cache_size: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+    /// Things worth telling the operator that do not stop the start (unknown variables, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Raw text values by key, each remembering where it came from.
+#[derive(Debug, Default)]
+struct Sources {
+    values: BTreeMap<String, (String, Origin)>,
+    warnings: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Sources {
+    fn set(&mut self, key: &str, value: String, origin: Origin) {
+        self.values.insert(key.to_string(), (value, origin));
+    }
+
+    /// Takes `PORTVAKT_*` pairs from one source. `X_FILE` variants of secrets read the file.
+    fn absorb_env_pairs(
+        &mut self,
+        pairs: impl IntoIterator<Item = (String, String)>,
+        origin: Origin,
+    ) {
+        for (name, value) in pairs {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase();
+            // Test harness variables share the prefix but are not settings.
+            if key.starts_with("test_") || key == "config" {
+                continue;
+            }
+            if let Some(base) = key
+                .strip_suffix("_file")
+                .filter(|b| FILE_VARIANTS.contains(b))
+            {
+                match std::fs::read_to_string(&value) {
+                    Ok(content) => self.set(
+                        base,
+                        content.trim_end_matches(['\n', '\r']).to_string(),
+                        origin.clone(),
+                    ),
+                    Err(e) => self
+                        .problems
+                        .push(format!("{name} ({origin}): cannot read {value}: {e}")),
+                }
+                continue;
+            }
+            if SETTINGS.iter().any(|s| s.key == key) {
+                self.set(&key, value, origin.clone());
+            } else {
+                self.warnings.push(format!(
+                    "{name} ({origin}) is not a portvakt setting and was ignored"
+                ));
+            }
+        }
+    }
+
+    fn absorb_toml(&mut self, path: &Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", path.display()));
+                return;
+            }
+        };
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", path.display()));
+                return;
+            }
+        };
+        for (key, value) in table {
+            if !SETTINGS.iter().any(|s| s.key == key) {
+                self.problems
+                    .push(format!("{}: unknown setting `{key}`", path.display()));
+                continue;
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => {
+                    self.problems.push(format!(
+                        "{}: `{key}` cannot be a {}",
+                        path.display(),
+                        other.type_str()
+                    ));
+                    continue;
+                }
+            };
+            self.set(&key, text, Origin::File(path.to_path_buf()));
+        }
+    }
+
+    fn raw(&self, key: &str) -> (String, Origin) {
+        match self.values.get(key) {
+            Some((v, o)) => (v.trim().to_string(), o.clone()),
+            None => (default_of(key).to_string(), Origin::Default),
+        }
+    }
+
+    fn parse<T: FromStr>(&mut self, key: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let (text, origin) = self.raw(key);
+        match text.parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems.push(format!(
+                    "{} ({origin}): `{text}` is not valid: {e}",
+                    env_name(key)
+                ));
+                None
+            }
+        }
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        let (text, _) = self.raw(key);
+        (!text.is_empty()).then_some(text)
+    }
+
+    fn range<T: FromStr + PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        key: &str,
+        lo: T,
+        hi: T,
+    ) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let v = self.parse::<T>(key)?;
+        if v < lo || v > hi {
+            let (_, origin) = self.raw(key);
+            self.problems.push(format!(
+                "{} ({origin}): {v} is outside {lo}..={hi}",
+                env_name(key)
+            ));
+            return None;
+        }
+        Some(v)
+    }
+
+    fn span(&mut self, key: &str, min: Duration) -> Option<Duration> {
+        let Span(d) = self.parse::<Span>(key)?;
+        if d < min {
+            let (_, origin) = self.raw(key);
+            self.problems.push(format!(
+                "{} ({origin}): must be at least {min:?}",
+                env_name(key)
+            ));
+            return None;
+        }
+        Some(d)
+    }
+}
+
+/// Settings whose value may come from a file named by `PORTVAKT_<KEY>_FILE` (container secrets).
+const FILE_VARIANTS: &[&str] = &["secret_key", "database_url"];
+
+fn default_of(key: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .map(|s| s.default)
+        .unwrap_or("")
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+impl Config {
+    /// Reads the process environment, `./.env` and the TOML file (`path`, or `./portvakt.toml`
+    /// when it exists).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = path.map(Path::to_path_buf).or_else(|| {
+            let p = PathBuf::from("portvakt.toml");
+            p.exists().then_some(p)
+        });
+        Self::load_from(file.as_deref(), Path::new(".env"), std::env::vars())
+    }
+
+    /// The layering behind [`Config::load`] with its inputs explicit: `env` > `dotenv` > `file`
+    /// > defaults.
+    pub fn load_from(
+        file: Option<&Path>,
+        dotenv: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut sources = Sources::default();
+        if let Some(file) = file {
+            sources.absorb_toml(file);
+        }
+        match dotenvy::from_path_iter(dotenv) {
+            Ok(iter) => {
+                let mut pairs = Vec::new();
+                for item in iter {
+                    match item {
+                        Ok(pair) => pairs.push(pair),
+                        Err(e) => sources.problems.push(format!("{}: {e}", dotenv.display())),
+                    }
+                }
+                sources.absorb_env_pairs(pairs, Origin::DotEnv);
+            }
+            Err(e) if e.not_found() => {}
+            Err(e) => sources.problems.push(format!("{}: {e}", dotenv.display())),
+        }
+        sources.absorb_env_pairs(env, Origin::Env);
+        Self::finish(sources)
+    }
+
+    /// Builds a configuration from explicit `(key, value)` pairs over the defaults, ignoring
+    /// the environment. Keys are the lowercase setting names. Used by tests and embedders.
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Config, ConfigError> {
+        let mut sources = Sources::default();
+        for (k, v) in pairs {
+            let key = k.as_ref().to_ascii_lowercase();
+            if SETTINGS.iter().any(|s| s.key == key) {
+                sources.set(&key, v.into(), Origin::Explicit);
+            } else {
+                sources.problems.push(format!("unknown setting `{key}`"));
+            }
+        }
+        Self::finish(sources)
+    }
+
+    fn finish(mut s: Sources) -> Result<Config, ConfigError> {
+        let env = s.parse::<Environment>("env");
+        let addr = s.parse::<SocketAddr>("addr");
+        let data_dir = PathBuf::from(s.text("data_dir").unwrap_or_else(|| "./data".into()));
+        let log = s.text("log").unwrap_or_else(|| "info".into());
+        let log_format = s
+            .text("log_format")
+            .map(|_| s.parse::<LogFormat>("log_format"));
+        let migrate_on_start = s.parse::<bool>("migrate_on_start");
+        let db_pool_max = s.range::<u32>("db_pool_max", 1, 1000);
+        let db_pool_min = s.range::<u32>("db_pool_min", 0, 1000);
+        let db_acquire_timeout = s.span("db_acquire_timeout", Duration::from_millis(1));
+        let db_busy_timeout = s.span("db_busy_timeout", Duration::ZERO);
+        let argon2_memory_kib = s.range::<u32>("argon2_memory_kib", 8, 4 * 1024 * 1024);
+        let argon2_iterations = s.range::<u32>("argon2_iterations", 1, 100);
+        let argon2_parallelism = s.range::<u32>("argon2_parallelism", 1, 64);
+        let hash_threads = s.range::<usize>("hash_threads", 0, 1024);
+        let hash_queue = s.range::<usize>("hash_queue", 0, 1_000_000);
+        let password_min_length = s.range::<usize>("password_min_length", 8, 128);
+        let password_min_score = s.range::<u8>("password_min_score", 0, 4);
+        let access_token_ttl = s.span("access_token_ttl", Duration::from_secs(1));
+        let refresh_token_ttl = s.span("refresh_token_ttl", Duration::from_secs(1));
+        let session_cache_ttl = s.span("session_cache_ttl", Duration::ZERO);
+        let token_cache_size = s.range::<usize>("token_cache_size", 0, 100_000_000);
+        let max_body_bytes = s.range::<usize>("max_body_bytes", 1024, 1 << 30);
+        let request_timeout = s.span("request_timeout", Duration::from_millis(1));
+        let header_read_timeout = s.span("header_read_timeout", Duration::from_millis(1));
+        let max_connections = s.range::<usize>("max_connections", 1, 1_000_000);
+        let shutdown_timeout = s.span("shutdown_timeout", Duration::ZERO);
+
+        let database_url = s.text("database_url");
+        let secret_key = s.text("secret_key").map(SecretString::from);
+        let issuer_text = s.text("issuer");
+
+        if let (Some(min), Some(max)) = (db_pool_min, db_pool_max)
+            && min > max
+        {
+            s.problems.push(format!(
+                "PORTVAKT_DB_POOL_MIN ({min}) is larger than PORTVAKT_DB_POOL_MAX ({max})"
+            ));
+        }
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+        {
+            s.problems.push(
+                "PORTVAKT_DATABASE_URL must start with postgres://, postgresql:// or sqlite:"
+                    .into(),
+            );
+        }
+
+        let issuer = match (&issuer_text, addr) {
+            (Some(text), _) => match validate_issuer(text) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    s.problems.push(format!("PORTVAKT_ISSUER: {e}"));
+                    None
+                }
+            },
+            (None, Some(addr)) => Some(default_issuer(addr)),
+            (None, None) => None,
+        };
+
+        let log_format = match log_format {
+            Some(Some(f)) => Some(f),
+            Some(None) => None,
+            None => env.map(|e| match e {
+                Environment::Production => LogFormat::Json,
+                Environment::Development => LogFormat::Pretty,
+            }),
+        };
+
+        if !s.problems.is_empty() {
+            return Err(ConfigError {
+                problems: s.problems,
+            });
+        }
+        let missing = || ConfigError {
+            problems: vec!["internal: a setting failed to parse without a message".into()],
+        };
+        let database_url = database_url.unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("portvakt.db").display()
+            )
+        });
+        Ok(Config {
+            env: env.ok_or_else(missing)?,
+            addr: addr.ok_or_else(missing)?,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            secret_key,
+            issuer_is_default: issuer_text.is_none(),
+            issuer: issuer.ok_or_else(missing)?,
+            log,
+            log_format: log_format.ok_or_else(missing)?,
+            migrate_on_start: migrate_on_start.ok_or_else(missing)?,
+            db_pool_max: db_pool_max.ok_or_else(missing)?,
+            db_pool_min: db_pool_min.ok_or_else(missing)?,
+            db_acquire_timeout: db_acquire_timeout.ok_or_else(missing)?,
+            db_busy_timeout: db_busy_timeout.ok_or_else(missing)?,
+            argon2_memory_kib: argon2_memory_kib.ok_or_else(missing)?,
+            argon2_iterations: argon2_iterations.ok_or_else(missing)?,
+            argon2_parallelism: argon2_parallelism.ok_or_else(missing)?,
+            hash_threads: hash_threads.ok_or_else(missing)?,
+            hash_queue: hash_queue.ok_or_else(missing)?,
+            password_min_length: password_min_length.ok_or_else(missing)?,
+            password_min_score: password_min_score.ok_or_else(missing)?,
+            access_token_ttl: access_token_ttl.ok_or_else(missing)?,
+            refresh_token_ttl: refresh_token_ttl.ok_or_else(missing)?,
+            session_cache_ttl: session_cache_ttl.ok_or_else(missing)?,
+            token_cache_size: token_cache_size.ok_or_else(missing)?,
+            max_body_bytes: max_body_bytes.ok_or_else(missing)?,
+            request_timeout: request_timeout.ok_or_else(missing)?,
+            header_read_timeout: header_read_timeout.ok_or_else(missing)?,
+            max_connections: max_connections.ok_or_else(missing)?,
+            shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
+            warnings: s.warnings,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let url = self.database_url.expose_secret();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// Threads for password hashing: the configured number, or one per core.
+    pub fn hash_thread_count(&self) -> usize {
+        if self.hash_threads > 0 {
+            self.hash_threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }
+    }
+}
+
+fn default_issuer(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    match addr {
+        SocketAddr::V6(_) if !addr.ip().is_unspecified() => {
+            format!("http://[{host}]:{}", addr.port())
+        }
+        _ => format!("http://{host}:{}", addr.port()),
+    }
+}
+
+/// An issuer is an absolute http(s) URL without query or fragment (OIDC Discovery 1.0 §3);
+/// a trailing slash is dropped so that `iss` compares equal however it was written.
+fn validate_issuer(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|_| format!("`{text}` is not an absolute URL"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("`{text}` must use http or https"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or fragment"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` has no host"));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+// ---- secret key rules ----
+
+/// Minimum decoded length of a secret key.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The example value in `.env.example`, refused wherever it shows up.
+pub const EXAMPLE_SECRET: &str = "REPLACE_ME_with_the_output_of_portvakt_secret";
+
+/// The file a development instance keeps its generated secret in.
+pub const DEV_SECRET_FILE: &str = "secret.key";
+
+/// The key material a secret stands for: hex or base64 decoded when it is such, the raw
+/// bytes otherwise.
+pub fn key_material(text: &str) -> Vec<u8> {
+    let t = text.trim();
+    let is_hex = t.len().is_multiple_of(2) && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        let mut out = Vec::with_capacity(t.len() / 2);
+        for pair in t.as_bytes().chunks(2) {
+            let s = std::str::from_utf8(pair).unwrap_or("00");
+            out.push(u8::from_str_radix(s, 16).unwrap_or(0));
+        }
+        return out;
+    }
+    for engine in [&URL_SAFE_NO_PAD, &URL_SAFE, &STANDARD, &STANDARD_NO_PAD] {
+        if let Ok(bytes) = engine.decode(t) {
+            return bytes;
+        }
+    }
+    t.as_bytes().to_vec()
+}
+
+/// Why a secret key is too weak to use in production, if it is.
+pub fn secret_weakness(text: &str) -> Option<String> {
+    if text.trim() == EXAMPLE_SECRET {
+        return Some("is the example value from .env.example".into());
+    }
+    let bytes = key_material(text);
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Some(format!(
+            "is {} bytes; at least {MIN_SECRET_BYTES} random bytes are required",
+            bytes.len()
+        ));
+    }
+    // 32 random bytes have about 30 distinct values; a repeated or patterned key has few.
+    let mut seen = [false; 256];
+    let distinct = bytes
+        .iter()
+        .filter(|b| !std::mem::replace(&mut seen[usize::from(**b)], true))
+        .count();
+    if distinct < 16 {
+        return Some("does not look random (too few distinct bytes)".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_accept_plain_seconds_and_units() {
+        assert_eq!("900".parse::<Span>().unwrap().0, Duration::from_secs(900));
+        assert_eq!("15m".parse::<Span>().unwrap().0, Duration::from_secs(900));
+        assert_eq!(
+            "250ms".parse::<Span>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "30d".parse::<Span>().unwrap().0,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!("15 parsecs".parse::<Span>().is_err());
+        assert!("".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn defaults_give_a_development_config_on_sqlite() {
+        let c = Config::from_pairs::<&str, &str>([]).unwrap();
+        assert_eq!(c.env, Environment::Development);
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert!(!c.is_postgres());
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_variable() {
+        let err = Config::from_pairs([
+            ("db_pool_max", "many"),
+            ("access_token_ttl", "soon"),
+            ("password_min_length", "4"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("PORTVAKT_DB_POOL_MAX"), "{text}");
+        assert!(text.contains("PORTVAKT_ACCESS_TOKEN_TTL"), "{text}");
+        assert!(text.contains("PORTVAKT_PASSWORD_MIN_LENGTH"), "{text}");
+    }
+
+    #[test]
+    fn issuer_must_be_a_plain_absolute_url() {
+        assert!(validate_issuer("https://id.example.com/").is_ok());
+        assert_eq!(
+            validate_issuer("https://id.example.com/").unwrap(),
+            "https://id.example.com"
+        );
+        assert!(validate_issuer("id.example.com").is_err());
+        assert!(validate_issuer("https://id.example.com/?a=b").is_err());
+        assert!(validate_issuer("ftp://id.example.com").is_err());
+    }
+
+    #[test]
+    fn environment_beats_dotenv_which_beats_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("portvakt.toml");
+        std::fs::write(
+            &toml,
+            "addr = \"127.0.0.1:7001\"\nlog = \"warn\"\ndb_pool_max = 3\naccess_token_ttl = 60\n",
+        )
+        .unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "PORTVAKT_ADDR=127.0.0.1:7002\nPORTVAKT_LOG=debug\n",
+        )
+        .unwrap();
+        let env = [
+            ("PORTVAKT_ADDR".to_string(), "127.0.0.1:7003".to_string()),
+            ("HOME".to_string(), "/x".to_string()),
+        ];
+        let c = Config::load_from(Some(&toml), &dotenv, env).unwrap();
+        assert_eq!(c.addr.port(), 7003, "environment wins");
+        assert_eq!(c.log, "debug", ".env beats the file");
+        assert_eq!(c.db_pool_max, 3, "the file beats defaults");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(60));
+        assert_eq!(
+            c.refresh_token_ttl,
+            Duration::from_secs(30 * 86_400),
+            "defaults fill the rest"
+        );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8\n").unwrap();
+        let env = [(
+            "PORTVAKT_SECRET_KEY_FILE".to_string(),
+            path.display().to_string(),
+        )];
+        let c = Config::load_from(None, &dir.path().join(".env"), env).unwrap();
+        assert_eq!(
+            c.secret_key.unwrap().expose_secret(),
+            "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8"
+        );
+    }
+
+    #[test]
+    fn unknown_settings_are_rejected_in_files_and_named_in_warnings_from_env() {
+        let mut s = Sources::default();
+        s.absorb_env_pairs(
+            [("PORTVAKT_DATABSE_URL".to_string(), "x".to_string())],
+            Origin::Env,
+        );
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].contains("PORTVAKT_DATABSE_URL"));
+        s.absorb_env_pairs(
+            [("PORTVAKT_TEST_DATABASE_URL".to_string(), "x".to_string())],
+            Origin::Env,
+        );
+        assert_eq!(s.warnings.len(), 1);
+        assert!(Config::from_pairs([("no_such_thing", "1")]).is_err());
+    }
+
+    #[test]
+    fn short_repetitive_and_example_secrets_are_weak() {
+        assert!(secret_weakness("changeme").is_some());
+        assert!(secret_weakness(&"a".repeat(64)).is_some());
+        assert!(secret_weakness(EXAMPLE_SECRET).is_some());
+        // 32 random bytes, hex-encoded or as `openssl rand -base64 32` prints them, are fine.
+        let bytes: Vec<u8> = (0u8..32)
+            .map(|i| i.wrapping_mul(97).wrapping_add(13))
+            .collect();
+        assert_eq!(
+            secret_weakness(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            None
+        );
+        assert_eq!(secret_weakness(&STANDARD.encode(&bytes)), None);
+    }
+}
+
+// ---- production guards ----
+
+/// How serious a finding is. In production any `Fail` stops the service from starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Pass => "pass",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        })
+    }
+}
+
+/// One line of the readiness report: what was checked, what was found, how to fix it.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub item: &'static str,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Finding {
+    fn new(
+        level: Level,
+        item: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Finding {
+            level,
+            item,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks of the configuration itself. What is unsafe in production is a `Fail` there and
+    /// a `Warn` in development, where convenience defaults are expected.
+    pub fn findings(&self) -> Vec<Finding> {
+        let prod = self.is_production();
+        let bad = if prod { Level::Fail } else { Level::Warn };
+        let mut out = Vec::new();
+
+        match &self.secret_key {
+            None if prod => out.push(Finding::new(Level::Fail, "secret_key", "PORTVAKT_SECRET_KEY is not set", "set PORTVAKT_SECRET_KEY (or PORTVAKT_SECRET_KEY_FILE) to the output of `portvakt secret`")),
+            None => out.push(Finding::new(Level::Pass, "secret_key", "development secret key kept in the data directory", "set PORTVAKT_SECRET_KEY before going to production")),
+            Some(s) => match secret_weakness(s.expose_secret()) {
+                Some(why) => out.push(Finding::new(bad, "secret_key", format!("PORTVAKT_SECRET_KEY {why}"), "replace it with the output of `portvakt secret`")),
+                None => out.push(Finding::new(Level::Pass, "secret_key", "strong secret key configured", "")),
+            },
+        }
+
+        if prod && self.issuer_is_default {
+            out.push(Finding::new(
+                Level::Fail,
+                "issuer",
+                "PORTVAKT_ISSUER is not set",
+                "set PORTVAKT_ISSUER to the public https URL of this service",
+            ));
+        } else if !self.issuer.starts_with("https://") {
+            out.push(Finding::new(
+                bad,
+                "issuer",
+                format!("issuer {} is not https", self.issuer),
+                "set PORTVAKT_ISSUER to an https:// URL (terminate TLS at a proxy or natively)",
+            ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "issuer",
+                format!("issuer {}", self.issuer),
+                "",
+            ));
+        }
+
+        // OWASP's argon2id table trades memory against passes; below its weakest row
+        // (7 MiB x 5) offline guessing gets cheap.
+        let work = u64::from(self.argon2_memory_kib) * u64::from(self.argon2_iterations);
+        if self.argon2_memory_kib < 7168 || work < 7168 * 5 {
+            out.push(Finding::new(
+                bad,
+                "argon2",
+                format!(
+                    "argon2id m={} KiB, t={} is below OWASP's minimum",
+                    self.argon2_memory_kib, self.argon2_iterations
+                ),
+                "use PORTVAKT_ARGON2_MEMORY_KIB=19456 and PORTVAKT_ARGON2_ITERATIONS=2",
+            ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "argon2",
+                format!(
+                    "argon2id m={} KiB, t={}, p={}",
+                    self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism
+                ),
+                "",
+            ));
+        }
+
+        match self.password_min_score {
+            0 | 1 => out.push(Finding::new(
+                bad,
+                "password_policy",
+                format!("password strength minimum is {}", self.password_min_score),
+                "set PORTVAKT_PASSWORD_MIN_SCORE to 3",
+            )),
+            2 => out.push(Finding::new(
+                Level::Warn,
+                "password_policy",
+                "password strength minimum is 2",
+                "set PORTVAKT_PASSWORD_MIN_SCORE to 3",
+            )),
+            _ => out.push(Finding::new(
+                Level::Pass,
+                "password_policy",
+                format!(
+                    "passwords need {}+ characters and strength {}",
+                    self.password_min_length, self.password_min_score
+                ),
+                "",
+            )),
+        }
+
+        if self.access_token_ttl > Duration::from_secs(24 * 3600) {
+            out.push(Finding::new(
+                bad,
+                "access_token_ttl",
+                format!("access tokens live {}s", self.access_token_ttl.as_secs()),
+                "keep PORTVAKT_ACCESS_TOKEN_TTL at an hour or less (15m is the default)",
+            ));
+        } else if self.access_token_ttl > Duration::from_secs(3600) {
+            out.push(Finding::new(
+                Level::Warn,
+                "access_token_ttl",
+                format!("access tokens live {}s", self.access_token_ttl.as_secs()),
+                "keep PORTVAKT_ACCESS_TOKEN_TTL at an hour or less",
+            ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "access_token_ttl",
+                format!("access tokens live {}s", self.access_token_ttl.as_secs()),
+                "",
+            ));
+        }
+
+        if self.session_cache_ttl > Duration::from_secs(60) {
+            out.push(Finding::new(Level::Warn, "session_cache_ttl", "a revoked session may stay usable on other instances for over a minute if a broadcast is lost", "keep PORTVAKT_SESSION_CACHE_TTL at 60s or less"));
+        }
+
+        if prod && self.log_format == LogFormat::Pretty {
+            out.push(Finding::new(
+                Level::Warn,
+                "log_format",
+                "logs are human-readable text",
+                "set PORTVAKT_LOG_FORMAT=json for log shippers",
+            ));
+        }
+
+        if self.is_postgres() {
+            out.push(Finding::new(
+                Level::Pass,
+                "database",
+                format!("PostgreSQL, pool of {}", self.db_pool_max),
+                "",
+            ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "database",
+                "embedded SQLite (one instance; use PostgreSQL to scale out)",
+                "",
+            ));
+        }
+
+        for w in &self.warnings {
+            out.push(Finding::new(
+                Level::Warn,
+                "settings",
+                w.clone(),
+                "remove or correct the variable",
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    fn prod(extra: &[(&str, &str)]) -> Config {
+        let mut pairs = vec![("env", "production")];
+        pairs.extend_from_slice(extra);
+        Config::from_pairs(pairs).unwrap()
+    }
+
+    fn fails(c: &Config) -> Vec<&'static str> {
+        c.findings()
+            .into_iter()
+            .filter(|f| f.level == Level::Fail)
+            .map(|f| f.item)
+            .collect()
+    }
+
+    #[test]
+    fn production_needs_a_strong_secret_and_an_https_issuer() {
+        assert_eq!(fails(&prod(&[])), vec!["secret_key", "issuer"]);
+        assert_eq!(
+            fails(&prod(&[
+                ("secret_key", "short"),
+                ("issuer", "http://id.example.com")
+            ])),
+            vec!["secret_key", "issuer"]
+        );
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        assert!(
+            fails(&prod(&[
+                ("secret_key", strong),
+                ("issuer", "https://id.example.com")
+            ]))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn weak_hashing_is_refused_in_production_only() {
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        let c = prod(&[
+            ("secret_key", strong),
+            ("issuer", "https://a.example"),
+            ("argon2_memory_kib", "1024"),
+        ]);
+        assert_eq!(fails(&c), vec!["argon2"]);
+        let dev = Config::from_pairs([("argon2_memory_kib", "1024")]).unwrap();
+        assert!(fails(&dev).is_empty());
+    }
+}

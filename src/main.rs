@@ -1,0 +1,288 @@
+//! The `portvakt` command line: serve, migrate, manage users, check the configuration.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portvakt::accounts::service::{self as accounts, NewAccount};
+use portvakt::accounts::{Email, Name};
+use portvakt::config::{Config, Level, SETTINGS};
+use portvakt::telemetry::{self, Sink};
+use portvakt::{AppState, Application, roles};
+use secrecy::SecretString;
+
+/// portvakt: accounts, sessions, tokens and sign-in for your applications, in one service.
+///
+/// With no configuration it serves on 127.0.0.1:8080 with an embedded SQLite database in
+/// ./data. Settings come from PORTVAKT_* environment variables, a .env file and an optional
+/// portvakt.toml (in that order of precedence); `portvakt config` lists them all.
+#[derive(Parser)]
+#[command(name = "portvakt", version, about, long_about)]
+struct Cli {
+    /// A TOML settings file (default: ./portvakt.toml when it exists).
+    #[arg(long, global = true, env = "PORTVAKT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrates the database first unless PORTVAKT_MIGRATE_ON_START=false).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users directly in the database (works while the service runs, or before it ever ran).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check the configuration for production readiness; exits non-zero on any failure.
+    Check,
+    /// Print a new random secret key for PORTVAKT_SECRET_KEY.
+    Secret,
+    /// Print every setting with its default, as a .env file.
+    Config,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is asked for on the terminal, or read from stdin.
+    Create {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also give the account the `admin` role.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Secret => {
+            println!("{}", portvakt::crypto::secret::generate());
+            return ExitCode::SUCCESS;
+        }
+        Command::Config => {
+            print!("{}", env_example());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portvakt: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sink = if matches!(cli.command, Command::Serve) {
+        Sink::Stdout
+    } else {
+        Sink::Stderr
+    };
+    if let Err(e) = telemetry::init(&config, sink) {
+        eprintln!("portvakt: {e:#}");
+        return ExitCode::from(2);
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portvakt: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::User(UserCommand::Create {
+                email,
+                name,
+                admin,
+                password_stdin,
+            }) => create_user(config, &email, name.as_deref(), admin, password_stdin).await,
+            Command::Check => check(&config),
+            Command::Secret | Command::Config => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portvakt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let fails: Vec<_> = config
+        .findings()
+        .into_iter()
+        .filter(|f| f.level == Level::Fail)
+        .collect();
+    if !fails.is_empty() {
+        let lines: Vec<String> = fails
+            .iter()
+            .map(|f| format!("  - {}: {} (fix: {})", f.item, f.message, f.fix))
+            .collect();
+        anyhow::bail!(
+            "refusing to start in production with an unsafe configuration:\n{}\nRun `portvakt check` for the full report.",
+            lines.join("\n")
+        );
+    }
+    let app = Application::build(config).await?;
+    app.run_until_stopped(portvakt::http::server::shutdown_signal())
+        .await;
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = portvakt::store::Store::connect(&config).await?;
+    let before = store.applied_schema_version().await?;
+    store.migrate().await?;
+    let after = store.applied_schema_version().await?;
+    store.close().await;
+    if before == after {
+        println!("database schema is current (version {after})");
+    } else {
+        println!("database migrated from version {before} to {after}");
+    }
+    Ok(())
+}
+
+async fn create_user(
+    config: Config,
+    email: &str,
+    name: Option<&str>,
+    admin: bool,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let name = Name::parse(name).map_err(|m| anyhow::anyhow!("--name {m}"))?;
+    let password = read_password(password_stdin)?;
+    let app = AppState::build(config).await?;
+    let mut context = vec![email.as_str().to_string()];
+    context.extend(name.as_deref().map(str::to_string));
+    accounts::check_new_password(&app, "password", &password, context)
+        .await
+        .map_err(|e| anyhow::anyhow!("password rejected: {}", describe(&e)))?;
+    let mut roles_to_add = vec![roles::USER];
+    if admin {
+        roles_to_add.push(roles::ADMIN);
+    }
+    let user = accounts::create(
+        &app,
+        NewAccount {
+            email,
+            name,
+            password,
+        },
+        &roles_to_add,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    println!(
+        "created user {} <{}> with roles {}",
+        user.id,
+        user.email,
+        user.roles.join(", ")
+    );
+    app.store.close().await;
+    Ok(())
+}
+
+fn describe(e: &portvakt::error::AppError) -> String {
+    use portvakt::error::AppError;
+    match e {
+        AppError::Invalid(errors) => errors
+            .iter()
+            .map(|f| f.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        AppError::Conflict { detail, .. } => detail.clone(),
+        AppError::Internal(inner) => format!("{inner:#}"),
+        other => other.to_string(),
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\n', '\r']).to_string();
+        anyhow::ensure!(!password.is_empty(), "no password on standard input");
+        return Ok(SecretString::from(password));
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    anyhow::ensure!(first == second, "the passwords do not match");
+    Ok(SecretString::from(first))
+}
+
+fn check(config: &Config) -> anyhow::Result<()> {
+    let findings = config.findings();
+    for f in &findings {
+        let fix = if f.fix.is_empty() || f.level == Level::Pass {
+            String::new()
+        } else {
+            format!("\n         fix: {}", f.fix)
+        };
+        println!("[{}] {:<18} {}{}", f.level, f.item, f.message, fix);
+    }
+    let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
+    anyhow::ensure!(failed == 0, "{failed} check(s) failed");
+    Ok(())
+}
+
+/// `.env.example`: every setting, its documentation and its default.
+fn env_example() -> String {
+    let mut out = String::from(
+        "# portvakt settings: every variable with its default.\n# Copy to .env and uncomment what you change. Environment variables override .env,\n# which overrides portvakt.toml.\n",
+    );
+    for s in SETTINGS {
+        out.push('\n');
+        for line in textwrap(s.doc, 88) {
+            out.push_str(&format!("# {line}\n"));
+        }
+        let value = if s.key == "secret_key" {
+            portvakt::config::EXAMPLE_SECRET
+        } else {
+            s.default
+        };
+        out.push_str(&format!("# {}={}\n", s.env_name(), value));
+    }
+    out
+}
+
+fn textwrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}

@@ -1,0 +1,5 @@
+//! Operations endpoints: liveness and readiness.
+
+pub mod routes;
+
+pub use routes::router;

@@ -1,0 +1,455 @@
+//! The `portvakt` binary as an operator runs it: CLI commands, configuration guards, logs,
+//! and signals.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{OTHER_PASSWORD, PASSWORD};
+
+const STRONG_SECRET: &str = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+
+/// `portvakt` in a scratch directory with a clean environment.
+fn portvakt(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTVAKT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A `portvakt serve` child whose stdout lines are collected.
+struct Server {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = portvakt(dir);
+        cmd.arg("serve")
+            .env("PORTVAKT_ADDR", "127.0.0.1:0")
+            .env("PORTVAKT_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("portvakt starts");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            base: String::new(),
+            lines: rx,
+            seen: Vec::new(),
+        };
+        let ready = server.wait_for("portvakt is ready");
+        let addr = ready["addr"]
+            .as_str()
+            .expect("ready line names the address")
+            .to_string();
+        server.base = format!("http://{addr}");
+        server
+    }
+
+    /// Reads log lines until one has `message`; returns it parsed.
+    fn wait_for(&mut self, message: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no `{message}` in:\n{}", self.seen.join("\n")));
+            self.seen.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == message
+            {
+                return v;
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("portvakt exits");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn version_and_help_speak_to_a_newcomer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portvakt(dir.path()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("portvakt {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = portvakt(dir.path()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in ["serve", "migrate", "user", "check", "SQLite"] {
+        assert!(text.contains(word), "help mentions {word}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn user_create_works_on_a_fresh_data_dir_and_the_user_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = portvakt(dir.path())
+        .args([
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--admin",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("root@example.com") && said.contains("admin"),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD) && !String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+
+    let mut server = Server::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let pair: Value = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({ "email": "root@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: Value = client
+        .get(format!("{}/api/v1/users/me", server.base))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["admin", "user"]));
+    assert!(server.terminate().success());
+
+    // A second account with the same email is refused.
+    let mut again = portvakt(dir.path())
+        .args([
+            "user",
+            "create",
+            "--email",
+            "ROOT@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    again
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{OTHER_PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = again.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    // So is a weak password.
+    let mut weak = portvakt(dir.path())
+        .args([
+            "user",
+            "create",
+            "--email",
+            "weak@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    weak.stdin.take().unwrap().write_all(b"password\n").unwrap();
+    let out = weak.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password rejected"));
+}
+
+#[test]
+fn production_refuses_an_unsafe_configuration_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portvakt(dir.path())
+        .arg("serve")
+        .env("PORTVAKT_ENV", "production")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PORTVAKT_SECRET_KEY"), "{err}");
+    assert!(err.contains("PORTVAKT_ISSUER"), "{err}");
+    assert!(err.contains("portvakt check"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+
+    let out = portvakt(dir.path())
+        .arg("serve")
+        .env("PORTVAKT_ENV", "production")
+        .env("PORTVAKT_SECRET_KEY", "tooshort")
+        .env("PORTVAKT_ISSUER", "http://id.example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 32 random bytes"), "{err}");
+    assert!(err.contains("not https"), "{err}");
+    assert!(
+        !err.contains("tooshort"),
+        "the secret itself is never printed: {err}"
+    );
+}
+
+#[test]
+fn check_reports_each_item_and_fails_on_unsafe_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portvakt(dir.path())
+        .arg("check")
+        .env("PORTVAKT_ENV", "production")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[fail] secret_key"), "{text}");
+    assert!(text.contains("fix:"), "{text}");
+
+    let out = portvakt(dir.path())
+        .arg("check")
+        .env("PORTVAKT_ENV", "production")
+        .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
+        .env("PORTVAKT_ISSUER", "https://id.example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(STRONG_SECRET));
+}
+
+#[test]
+fn invalid_settings_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portvakt(dir.path())
+        .arg("serve")
+        .env("PORTVAKT_DB_POOL_MAX", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTVAKT_DB_POOL_MAX"));
+}
+
+#[test]
+fn the_committed_env_example_documents_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portvakt(dir.path()).arg("config").output().unwrap();
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example"))
+            .unwrap();
+    assert_eq!(
+        committed, generated,
+        ".env.example is stale: run `portvakt config > .env.example`"
+    );
+    for s in portvakt::config::SETTINGS {
+        assert!(committed.contains(&s.env_name()));
+    }
+}
+
+#[test]
+fn migrate_creates_and_then_reports_a_current_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = portvakt(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("migrated from version 0"));
+    let second = portvakt(dir.path()).arg("migrate").output().unwrap();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("current"));
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_with_request_fields_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[("PORTVAKT_LOG", "debug")]);
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    client
+        .post(url("/api/v1/users"))
+        .json(&json!({ "email": "log@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let pair: Value = client
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({ "email": "log@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_string();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_string();
+    let me = client
+        .get(url("/api/v1/users/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let user_id = me.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pair2: Value = client
+        .post(url("/api/v1/auth/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .post(url("/api/v1/auth/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({ "email": "log@example.com", "password": "wrong horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(url("/api/v1/users/me/password"))
+        .bearer_auth(pair2["access_token"].as_str().unwrap())
+        .json(&json!({ "current_password": PASSWORD, "new_password": OTHER_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert!(server.terminate().success());
+
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join("data").join("portvakt.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let secret = std::fs::read_to_string(dir.path().join("data").join("secret.key")).unwrap();
+    let all = server.seen.join("\n");
+    for (what, needle) in [
+        ("password", PASSWORD),
+        ("new password", OTHER_PASSWORD),
+        ("wrong password", "wrong horse battery"),
+        ("access token", access.as_str()),
+        ("access token signature", access.rsplit('.').next().unwrap()),
+        ("refresh token", refresh.as_str()),
+        (
+            "rotated refresh token",
+            pair2["refresh_token"].as_str().unwrap(),
+        ),
+        ("secret key", secret.trim()),
+        ("password hash", hash.as_str()),
+        ("argon2 salt and output", hash.rsplit('$').next().unwrap()),
+    ] {
+        assert!(!needle.is_empty(), "{what} is known");
+        assert!(!all.contains(needle), "the logs contain the {what}");
+    }
+
+    let requests: Vec<Value> = server
+        .seen
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))
+        })
+        .filter(|v| v["message"] == "request")
+        .collect();
+    let me_line = requests
+        .iter()
+        .find(|v| v["span"]["route"] == "/api/v1/users/me")
+        .expect("a request line for /users/me");
+    assert_eq!(me_line["span"]["method"], "GET");
+    assert_eq!(me_line["span"]["user_id"], user_id.as_str());
+    assert_eq!(me_line["status"], 200);
+    assert!(me_line["latency_ms"].is_number());
+    assert!(me_line["span"]["request_id"].is_string());
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("refresh token reused")),
+        "the reuse is a logged security event"
+    );
+    assert!(
+        server.seen.iter().any(|l| l.contains("\"stopped\"")),
+        "shutdown is logged"
+    );
+}

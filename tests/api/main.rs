@@ -1,0 +1,14 @@
+//! Black-box tests over real HTTP: every test spawns its own instance on a random port with
+//! its own database. Set PORTVAKT_TEST_DATABASE_URL to run the whole suite on PostgreSQL.
+
+mod helpers;
+
+mod accounts;
+mod auth;
+mod binary;
+mod errors;
+mod ops;
+mod password;
+mod refresh;
+mod sessions;
+mod tokens;
