@@ -19,14 +19,15 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::accounts::{self, PasswordPolicy};
+use crate::accounts::{self, PasswordPolicy, ProfileCache};
 use crate::auth::{self, SessionCache, TokenService};
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
-use crate::http::{problem, request_id, server, trace};
+use crate::http::{edge, problem, server};
+use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
 use crate::{oidc, ops};
 
@@ -41,6 +42,7 @@ pub struct AppInner {
     pub keys: Arc<KeyRing>,
     pub tokens: TokenService,
     pub sessions: Arc<SessionCache>,
+    pub profiles: Arc<ProfileCache>,
     pub policy: PasswordPolicy,
 }
 
@@ -53,6 +55,8 @@ impl Deref for AppState {
 
 /// Sessions remembered per instance; entries are a few dozen bytes.
 const SESSION_CACHE_CAPACITY: usize = 100_000;
+/// Profiles remembered per instance; entries are a few hundred bytes.
+const PROFILE_CACHE_CAPACITY: usize = 20_000;
 
 impl AppState {
     /// Connects the database, applies migrations when configured to, and loads keys.
@@ -100,14 +104,29 @@ impl AppState {
             config.access_token_ttl,
             config.token_cache_size,
         );
-        let sessions = Arc::new(SessionCache::new(
-            config.session_cache_ttl,
-            SESSION_CACHE_CAPACITY,
-        ));
+        let sessions = Arc::new(SessionCache::new(config.cache_ttl, SESSION_CACHE_CAPACITY));
+        let profiles = Arc::new(ProfileCache::new(config.cache_ttl, PROFILE_CACHE_CAPACITY));
         if store.backend() == Backend::Postgres {
-            auth::sessions::spawn_revocation_listener(
+            let (s, p) = (sessions.clone(), profiles.clone());
+            notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
-                sessions.clone(),
+                Arc::new(move |event| match event {
+                    Invalidation::Ids { kind, ids }
+                        if kind == auth::sessions::INVALIDATION_KIND =>
+                    {
+                        s.forget_ids(&ids)
+                    }
+                    Invalidation::Ids { kind, ids }
+                        if kind == accounts::cache::INVALIDATION_KIND =>
+                    {
+                        p.invalidate_ids(&ids)
+                    }
+                    Invalidation::Ids { .. } => {}
+                    Invalidation::Everything => {
+                        s.clear();
+                        p.clear();
+                    }
+                }),
             );
         }
         let policy = PasswordPolicy {
@@ -121,6 +140,7 @@ impl AppState {
             keys,
             tokens,
             sessions,
+            profiles,
             policy,
         })))
     }
@@ -131,9 +151,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
     let middleware = ServiceBuilder::new()
-        .layer(from_fn(request_id::middleware))
-        .layer(from_fn(trace::middleware))
-        .layer(from_fn(problem::fallback))
+        .layer(from_fn(edge::middleware))
         .layer(CatchPanicLayer::custom(problem::panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -67,7 +67,7 @@ settings! {
     "password_min_score" = "3" : "Minimum zxcvbn strength score (0..=4).";
     "access_token_ttl" = "15m" : "Lifetime of access tokens (e.g. `900`, `15m`).";
     "refresh_token_ttl" = "30d" : "Sliding lifetime of a session: each refresh extends it by this much.";
-    "session_cache_ttl" = "5s" : "How long an instance trusts its cached view of a session before re-reading it. Revocations on this instance (and, with PostgreSQL, on every instance) apply at once regardless.";
+    "cache_ttl" = "5s" : "How long an instance trusts its cached copy of a session or profile before re-reading it. Changes made on this instance (and, with PostgreSQL, on any instance) apply at once regardless; this bounds staleness only if an announcement is lost.";
     "token_cache_size" = "100000" : "Verified access tokens remembered (each is verified once, then checked against its session).";
     "max_body_bytes" = "65536" : "Largest accepted request body; larger bodies get 413.";
     "request_timeout" = "30s" : "Requests taking longer are answered with 408.";
@@ -205,7 +205,7 @@ pub struct Config {
     pub password_min_score: u8,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
-    pub session_cache_ttl: Duration,
+    pub cache_ttl: Duration,
     pub token_cache_size: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -475,7 +475,7 @@ impl Config {
         let password_min_score = s.range::<u8>("password_min_score", 0, 4);
         let access_token_ttl = s.span("access_token_ttl", Duration::from_secs(1));
         let refresh_token_ttl = s.span("refresh_token_ttl", Duration::from_secs(1));
-        let session_cache_ttl = s.span("session_cache_ttl", Duration::ZERO);
+        let cache_ttl = s.span("cache_ttl", Duration::ZERO);
         let token_cache_size = s.range::<usize>("token_cache_size", 0, 100_000_000);
         let max_body_bytes = s.range::<usize>("max_body_bytes", 1024, 1 << 30);
         let request_timeout = s.span("request_timeout", Duration::from_millis(1));
@@ -564,7 +564,7 @@ impl Config {
             password_min_score: password_min_score.ok_or_else(missing)?,
             access_token_ttl: access_token_ttl.ok_or_else(missing)?,
             refresh_token_ttl: refresh_token_ttl.ok_or_else(missing)?,
-            session_cache_ttl: session_cache_ttl.ok_or_else(missing)?,
+            cache_ttl: cache_ttl.ok_or_else(missing)?,
             token_cache_size: token_cache_size.ok_or_else(missing)?,
             max_body_bytes: max_body_bytes.ok_or_else(missing)?,
             request_timeout: request_timeout.ok_or_else(missing)?,
@@ -641,7 +641,8 @@ pub const DEV_SECRET_FILE: &str = "secret.key";
 /// bytes otherwise.
 pub fn key_material(text: &str) -> Vec<u8> {
     let t = text.trim();
-    let is_hex = t.len().is_multiple_of(2) && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex =
+        t.len().is_multiple_of(2) && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         let mut out = Vec::with_capacity(t.len() / 2);
         for pair in t.as_bytes().chunks(2) {
@@ -977,8 +978,8 @@ impl Config {
             ));
         }
 
-        if self.session_cache_ttl > Duration::from_secs(60) {
-            out.push(Finding::new(Level::Warn, "session_cache_ttl", "a revoked session may stay usable on other instances for over a minute if a broadcast is lost", "keep PORTVAKT_SESSION_CACHE_TTL at 60s or less"));
+        if self.cache_ttl > Duration::from_secs(60) {
+            out.push(Finding::new(Level::Warn, "cache_ttl", "a revoked session may stay usable on other instances for over a minute if a broadcast is lost", "keep PORTVAKT_CACHE_TTL at 60s or less"));
         }
 
         if prod && self.log_format == LogFormat::Pretty {

@@ -89,10 +89,13 @@ fn main() -> ExitCode {
     } else {
         Sink::Stderr
     };
-    if let Err(e) = telemetry::init(&config, sink) {
-        eprintln!("portvakt: {e:#}");
-        return ExitCode::from(2);
-    }
+    let _log_guard = match telemetry::init(&config, sink) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("portvakt: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -1,9 +1,12 @@
 //! Log setup: JSON lines for machines, readable text for people, one filter for both.
+//! Lines are written by a background thread so that a request never waits on stdout.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 
+const BUFFER: usize = 64 * 1024;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{Config, LogFormat};
 
@@ -14,13 +17,24 @@ pub enum Sink {
     Stderr,
 }
 
-/// Installs the global subscriber. Fails only if one is already installed.
-pub fn init(config: &Config, sink: Sink) -> anyhow::Result<()> {
+/// Installs the global subscriber. Keep the returned guard alive until exit: dropping it
+/// flushes the lines still queued.
+pub fn init(config: &Config, sink: Sink) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(&config.log)
         .map_err(|e| anyhow::anyhow!("PORTVAKT_LOG `{}` is not a valid filter: {e}", config.log))?;
-    let writer = match sink {
-        Sink::Stdout => BoxMakeWriter::new(std::io::stdout),
-        Sink::Stderr => BoxMakeWriter::new(std::io::stderr),
+    // Not lossy: a security event must not vanish because the log reader is slow.
+    let builder = NonBlockingBuilder::default().lossy(false);
+    // The writer thread drains every queued line into this buffer and then flushes, so a
+    // busy second costs a few large writes instead of one system call per line.
+    let (writer, guard, ansi) = match sink {
+        Sink::Stdout => {
+            let (w, g) = builder.finish(BufWriter::with_capacity(BUFFER, std::io::stdout()));
+            (w, g, std::io::stdout().is_terminal())
+        }
+        Sink::Stderr => {
+            let (w, g) = builder.finish(BufWriter::with_capacity(BUFFER, std::io::stderr()));
+            (w, g, std::io::stderr().is_terminal())
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -32,13 +46,8 @@ pub fn init(config: &Config, sink: Sink) -> anyhow::Result<()> {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => {
-            let ansi = match sink {
-                Sink::Stdout => std::io::stdout().is_terminal(),
-                Sink::Stderr => std::io::stderr().is_terminal(),
-            };
-            builder.with_target(false).with_ansi(ansi).try_init()
-        }
+        LogFormat::Pretty => builder.with_target(false).with_ansi(ansi).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(guard)
 }

@@ -1,11 +1,13 @@
 //! Accounts: signup, the profile, password change, and the password rules.
 
+pub mod cache;
 pub mod model;
 pub mod policy;
 pub mod routes;
 pub mod service;
 pub mod store;
 
+pub use cache::ProfileCache;
 pub use model::{Email, Name, User, UserId, UserView};
 pub use policy::PasswordPolicy;
 pub use routes::router;

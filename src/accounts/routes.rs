@@ -73,8 +73,8 @@ async fn signup(
 }
 
 async fn me(State(app): State<AppState>, caller: Caller) -> Result<impl IntoResponse, AppError> {
-    let user = service::load(&app, caller.user_id).await?;
-    Ok((no_store(), Json(UserView::from(&user))))
+    let view = service::profile(&app, caller.user_id).await?;
+    Ok((no_store(), Json(view)))
 }
 
 #[derive(Deserialize)]
@@ -100,7 +100,14 @@ async fn update_me(
                 .map_err(|m| AppError::Invalid(vec![FieldError::new("name", m)]))?;
             service::rename(&app, caller.user_id, name).await?
         }
-        None => service::load(&app, caller.user_id).await?,
+        None => {
+            return Ok((
+                no_store(),
+                Json(UserView::clone(
+                    &*service::profile(&app, caller.user_id).await?,
+                )),
+            ));
+        }
     };
     Ok((no_store(), Json(UserView::from(&user))))
 }

@@ -1,8 +1,11 @@
 //! Account logic: signup, reading and renaming the profile, changing the password.
 
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 
-use super::model::{Email, Name, User, UserId};
+use super::cache::INVALIDATION_KIND;
+use super::model::{Email, Name, User, UserId, UserView};
 use super::store::{self, NewUserRow};
 use crate::app::AppState;
 use crate::auth::{Caller, sessions};
@@ -84,7 +87,18 @@ pub async fn create(app: &AppState, account: NewAccount, roles: &[&str]) -> Resu
     load(app, id).await
 }
 
-/// The account with its roles.
+/// The profile as the API shows it, from the cache when fresh.
+pub async fn profile(app: &AppState, id: UserId) -> Result<Arc<UserView>, AppError> {
+    if let Some(view) = app.profiles.get(id) {
+        return Ok(view);
+    }
+    let epoch = app.profiles.epoch();
+    let view = Arc::new(UserView::from(&load(app, id).await?));
+    app.profiles.put(id, view.clone(), epoch);
+    Ok(view)
+}
+
+/// The account with its roles, from the database.
 pub async fn load(app: &AppState, id: UserId) -> Result<User, AppError> {
     let mut user = store::find_by_id(app.store.pool(), id)
         .await?
@@ -98,8 +112,21 @@ pub async fn rename(app: &AppState, id: UserId, name: Name) -> Result<User, AppE
     if !store::set_name(&mut tx, id, name.as_deref(), now_micros()).await? {
         return Err(AppError::NotFound);
     }
+    changed(app, &mut tx, id).await?;
     tx.commit().await?;
+    app.profiles.invalidate(id);
     load(app, id).await
+}
+
+/// Tells other instances that the user's profile changed (delivered at commit).
+async fn changed(
+    app: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    id: UserId,
+) -> Result<(), sqlx::Error> {
+    app.store
+        .announce(conn, INVALIDATION_KIND, &[id.to_string()])
+        .await
 }
 
 /// Changes the caller's password after re-checking the current one, and ends every other
@@ -135,8 +162,10 @@ pub async fn change_password(
         "password_changed",
     )
     .await?;
+    changed(app, &mut tx, user.id).await?;
     tx.commit().await?;
     app.sessions.forget(&revoked);
+    app.profiles.invalidate(user.id);
     tracing::info!(revoked_sessions = revoked.len(), "password changed");
     Ok(())
 }

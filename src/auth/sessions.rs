@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use crate::accounts::UserId;
 use crate::crypto::{new_token, token_hash};
-use crate::store::{Backend, Store, micros_after, now_micros};
+use crate::store::{Store, micros_after, now_micros};
 
-/// The PostgreSQL channel revoked session ids are announced on.
-pub const REVOCATION_CHANNEL: &str = "portvakt_session_revoked";
+/// The invalidation kind under which revoked session ids are announced.
+pub const INVALIDATION_KIND: &str = "session";
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -85,6 +85,12 @@ impl SessionCache {
     /// Drops everything: used when revocation broadcasts may have been missed.
     pub fn clear(&self) {
         self.entries.clear();
+    }
+
+    /// Applies sessions announced as revoked by another instance.
+    pub fn forget_ids(&self, ids: &[String]) {
+        let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+        self.forget(&ids);
     }
 }
 
@@ -295,73 +301,14 @@ pub async fn revoke_all_of_user(
     Ok(ids)
 }
 
-/// Tells other instances (PostgreSQL only) which sessions ended. `pg_notify` inside the
-/// transaction is delivered at commit, and not at all on rollback.
+/// Tells other instances which sessions ended (see `store::notify`).
 async fn announce(
     store: &Store,
     conn: &mut AnyConnection,
     sessions: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    if store.backend() != Backend::Postgres || sessions.is_empty() {
-        return Ok(());
-    }
-    // NOTIFY payloads are limited to 8000 bytes; 100 ids are 3.7 kB.
-    for chunk in sessions.chunks(100) {
-        let payload = chunk
-            .iter()
-            .map(Uuid::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(REVOCATION_CHANNEL)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Listens for revocations announced by other instances and applies them to the cache.
-/// When the connection drops, announcements may have been missed, so the cache is cleared.
-pub fn spawn_revocation_listener(database_url: String, cache: std::sync::Arc<SessionCache>) {
-    tokio::spawn(async move {
-        loop {
-            match sqlx::postgres::PgListener::connect(&database_url).await {
-                Ok(mut listener) => {
-                    if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
-                        tracing::warn!(error = %e, "cannot listen for session revocations");
-                    } else {
-                        cache.clear();
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(n)) => {
-                                    let ids: Vec<Uuid> = n
-                                        .payload()
-                                        .split(',')
-                                        .filter_map(|s| Uuid::parse_str(s).ok())
-                                        .collect();
-                                    cache.forget(&ids);
-                                }
-                                Ok(None) => {
-                                    tracing::warn!(
-                                        "revocation listener reconnected; clearing the session cache"
-                                    );
-                                    cache.clear();
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "revocation listener failed");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot connect the revocation listener"),
-            }
-            cache.clear();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+    let ids: Vec<String> = sessions.iter().map(Uuid::to_string).collect();
+    store.announce(conn, INVALIDATION_KIND, &ids).await
 }
 
 /// A live session as listed to its owner.

@@ -3,6 +3,7 @@
 //! identity, and the server loop. Nothing here knows about a capability.
 
 pub mod client;
+pub mod edge;
 pub mod json;
 pub mod problem;
 pub mod request_id;

@@ -2,9 +2,7 @@
 //! a body limit, a timeout, a panic) into problem+json, keeping headers such as `Allow`.
 //! `/oauth2/*` answers errors the OAuth way and is left alone.
 
-use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::{PROBLEM_JSON, Problem};
@@ -13,12 +11,10 @@ use crate::error::{PROBLEM_JSON, Problem};
 #[derive(Debug, Clone, Copy)]
 pub struct KeepBody;
 
-pub async fn fallback(request: Request, next: Next) -> Response {
-    let oauth = request.uri().path().starts_with("/oauth2/");
-    let response = next.run(request).await;
+/// Renders `response` as a problem if it is an error that is not one already.
+pub fn normalize(response: Response) -> Response {
     let status = response.status();
-    if oauth
-        || !(status.is_client_error() || status.is_server_error())
+    if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<KeepBody>().is_some()
     {
         return response;

@@ -1,12 +1,9 @@
 //! `X-Request-Id`: echoed when the client sent a sane one, otherwise minted here. The id is
-//! available to everything below through a task-local, so problem bodies and logs carry it.
+//! available to everything below through a task-local, so problem bodies carry it.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,17 +28,17 @@ fn acceptable(value: &HeaderValue) -> Option<&str> {
     ok.then_some(s)
 }
 
-pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let id: Arc<str> = match request.headers().get(&X_REQUEST_ID).and_then(acceptable) {
+/// The client's id when it is 1-128 characters of `[A-Za-z0-9._-]`, else a fresh UUID.
+pub fn from_headers(headers: &HeaderMap) -> Arc<str> {
+    match headers.get(&X_REQUEST_ID).and_then(acceptable) {
         Some(given) => given.into(),
         None => uuid::Uuid::new_v4().to_string().into(),
-    };
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-    response
+}
+
+/// Runs `f` with `id` as the current request id.
+pub async fn scope<F: std::future::Future>(id: Arc<str>, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
 }
 
 #[cfg(test)]

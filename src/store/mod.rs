@@ -16,6 +16,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 use crate::config::Config;
 
 pub mod migrate;
+pub mod notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -179,6 +179,12 @@ async fn the_profile_can_be_read_and_renamed() {
         .await
         .unwrap();
     assert_eq!(cleared["name"], Value::Null);
+    let me_again: Value = app.me(&pair.access_token).await.json().await.unwrap();
+    assert_eq!(
+        me_again["name"],
+        Value::Null,
+        "a read right after the write sees it"
+    );
 
     let unchanged: Value = app
         .client

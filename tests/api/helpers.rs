@@ -315,3 +315,9 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Says on the terminal, past the test harness's output capture, that a test did not run.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}

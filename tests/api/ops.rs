@@ -118,7 +118,10 @@ impl Link {
 async fn readiness_follows_the_database_down_and_back_up() {
     let db = fresh_database().await;
     let Some(url) = db.url().map(str::to_string) else {
-        eprintln!("skipped: needs PORTVAKT_TEST_DATABASE_URL (PostgreSQL) to cut the database off");
+        crate::helpers::skipped(
+            "readiness_follows_the_database_down_and_back_up",
+            "needs PORTVAKT_TEST_DATABASE_URL (PostgreSQL) to cut the database off",
+        );
         return;
     };
     let mut parsed = url::Url::parse(&url).unwrap();
@@ -194,22 +197,25 @@ async fn readiness_follows_the_database_down_and_back_up() {
 }
 
 #[tokio::test]
-async fn a_logout_on_one_instance_ends_the_session_on_another_at_once() {
+async fn changes_on_one_instance_reach_the_caches_of_another_at_once() {
     let db = fresh_database().await;
     if !db.is_postgres() {
-        eprintln!("skipped: two instances share a database only on PostgreSQL");
+        crate::helpers::skipped(
+            "changes_on_one_instance_reach_the_caches_of_another_at_once",
+            "two instances share a database only on PostgreSQL; set PORTVAKT_TEST_DATABASE_URL",
+        );
         return;
     }
     let url = db.url().unwrap().to_string();
     // A long cache TTL proves the broadcast, not the TTL, ends the session.
     // Instances of one deployment share the secret key that seals the signing keys.
     let secret = portvakt::crypto::secret::generate();
-    let a = spawn_app_on(db, &[("session_cache_ttl", "10m"), ("secret_key", &secret)]).await;
+    let a = spawn_app_on(db, &[("cache_ttl", "10m"), ("secret_key", &secret)]).await;
     let b = spawn_app_on(
         crate::helpers::TestDatabase::Sqlite,
         &[
             ("database_url", &url),
-            ("session_cache_ttl", "10m"),
+            ("cache_ttl", "10m"),
             ("secret_key", &secret),
         ],
     )
