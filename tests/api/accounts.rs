@@ -1,6 +1,6 @@
 //! Signup and the profile.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, problem, slug, spawn_app};
@@ -154,13 +154,11 @@ async fn the_profile_can_be_read_and_renamed() {
     assert_eq!(me["email"], email.as_str());
 
     let renamed: Value = app
-        .client
-        .patch(app.url("/api/v1/users/me"))
-        .bearer_auth(&pair.access_token)
-        .json(&json!({ "name": "  Katherine Johnson " }))
-        .send()
+        .send(
+            app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                .json(&json!({ "name": "  Katherine Johnson " })),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -168,13 +166,11 @@ async fn the_profile_can_be_read_and_renamed() {
     assert!(renamed["updated_at"].as_str().unwrap() >= me["updated_at"].as_str().unwrap());
 
     let cleared: Value = app
-        .client
-        .patch(app.url("/api/v1/users/me"))
-        .bearer_auth(&pair.access_token)
-        .json(&json!({ "name": null }))
-        .send()
+        .send(
+            app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                .json(&json!({ "name": null })),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -187,13 +183,11 @@ async fn the_profile_can_be_read_and_renamed() {
     );
 
     let unchanged: Value = app
-        .client
-        .patch(app.url("/api/v1/users/me"))
-        .bearer_auth(&pair.access_token)
-        .json(&json!({}))
-        .send()
+        .send(
+            app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                .json(&json!({})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -209,13 +203,11 @@ async fn the_profile_refuses_fields_it_does_not_own() {
         json!({ "roles": ["admin"] }),
     ] {
         let response = app
-            .client
-            .patch(app.url("/api/v1/users/me"))
-            .bearer_auth(&pair.access_token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .send(
+                app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                    .json(&body),
+            )
+            .await;
         let p = problem(response, 400).await;
         assert!(
             p["errors"][0]["message"]
@@ -226,21 +218,17 @@ async fn the_profile_refuses_fields_it_does_not_own() {
         );
     }
     let too_long = app
-        .client
-        .patch(app.url("/api/v1/users/me"))
-        .bearer_auth(&pair.access_token)
-        .json(&json!({ "name": "n".repeat(201) }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                .json(&json!({ "name": "n".repeat(201) })),
+        )
+        .await;
     assert_eq!(problem(too_long, 400).await["errors"][0]["field"], "name");
     let wrong_type = app
-        .client
-        .patch(app.url("/api/v1/users/me"))
-        .bearer_auth(&pair.access_token)
-        .json(&json!({ "name": 42 }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            app.authed(Method::PATCH, "/api/v1/users/me", &pair.access_token)
+                .json(&json!({ "name": 42 })),
+        )
+        .await;
     assert_eq!(problem(wrong_type, 400).await["errors"][0]["field"], "name");
 }

@@ -124,18 +124,11 @@ fn version_and_help_speak_to_a_newcomer() {
     }
 }
 
-#[tokio::test]
-async fn user_create_works_on_a_fresh_data_dir_and_the_user_can_log_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = portvakt(dir.path())
-        .args([
-            "user",
-            "create",
-            "--email",
-            "root@example.com",
-            "--admin",
-            "--password-stdin",
-        ])
+/// Runs `portvakt user create` with the password on stdin.
+fn create_user(dir: &Path, args: &[&str], password: &str) -> std::process::Output {
+    let mut child = portvakt(dir)
+        .args(["user", "create", "--password-stdin"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -145,9 +138,19 @@ async fn user_create_works_on_a_fresh_data_dir_and_the_user_can_log_in() {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn user_create_works_on_a_fresh_data_dir_and_the_user_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = create_user(
+        dir.path(),
+        &["--email", "root@example.com", "--admin"],
+        PASSWORD,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -162,69 +165,25 @@ async fn user_create_works_on_a_fresh_data_dir_and_the_user_can_log_in() {
 
     let mut server = Server::start(dir.path(), &[]);
     let client = reqwest::Client::new();
-    let pair: Value = client
+    let login = client
         .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({ "email": "root@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let me: Value = client
+        .json(&json!({ "email": "root@example.com", "password": PASSWORD }));
+    let pair: Value = login.send().await.unwrap().json().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let me = client
         .get(format!("{}/api/v1/users/me", server.base))
-        .bearer_auth(pair["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_auth(token);
+    let me: Value = me.send().await.unwrap().json().await.unwrap();
     assert_eq!(me["roles"], json!(["admin", "user"]));
     assert!(server.terminate().success());
 
-    // A second account with the same email is refused.
-    let mut again = portvakt(dir.path())
-        .args([
-            "user",
-            "create",
-            "--email",
-            "ROOT@example.com",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    again
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{OTHER_PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = again.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let taken = create_user(dir.path(), &["--email", "ROOT@example.com"], OTHER_PASSWORD);
+    assert!(!taken.status.success());
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("already exists"));
 
-    // So is a weak password.
-    let mut weak = portvakt(dir.path())
-        .args([
-            "user",
-            "create",
-            "--email",
-            "weak@example.com",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    weak.stdin.take().unwrap().write_all(b"password\n").unwrap();
-    let out = weak.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("password rejected"));
+    let weak = create_user(dir.path(), &["--email", "weak@example.com"], "password");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password rejected"));
 }
 
 #[test]
@@ -300,7 +259,7 @@ fn invalid_settings_name_the_variable() {
 }
 
 #[test]
-fn the_committed_env_example_documents_every_setting() {
+fn the_env_example_and_the_readme_document_every_setting() {
     let dir = tempfile::tempdir().unwrap();
     let out = portvakt(dir.path()).arg("config").output().unwrap();
     let generated = String::from_utf8(out.stdout).unwrap();
@@ -311,8 +270,15 @@ fn the_committed_env_example_documents_every_setting() {
         committed, generated,
         ".env.example is stale: run `portvakt config > .env.example`"
     );
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     for s in portvakt::config::SETTINGS {
         assert!(committed.contains(&s.env_name()));
+        assert!(
+            readme.contains(&format!("| `{}` |", s.env_name())),
+            "README documents {}",
+            s.env_name()
+        );
     }
 }
 

@@ -219,6 +219,22 @@ impl TestApp {
         .await
     }
 
+    /// A request with a bearer token.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access_token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(access_token)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        request.send().await.expect("request")
+    }
+
     pub async fn me(&self, access_token: &str) -> Response {
         self.client
             .get(self.url("/api/v1/users/me"))

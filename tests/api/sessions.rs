@@ -1,6 +1,6 @@
 //! Listing and revoking one's own sessions.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{PASSWORD, problem, spawn_app};
@@ -21,12 +21,12 @@ async fn sessions_are_listed_with_the_current_one_marked() {
         .await
         .unwrap();
     let response = app
-        .client
-        .get(app.url("/api/v1/users/me/sessions"))
-        .bearer_auth(&second.access_token)
-        .send()
-        .await
-        .unwrap();
+        .send(app.authed(
+            Method::GET,
+            "/api/v1/users/me/sessions",
+            &second.access_token,
+        ))
+        .await;
     assert_eq!(response.headers()["cache-control"], "no-store");
     let list: Value = response.json().await.unwrap();
     let items = list["items"].as_array().unwrap();
@@ -52,24 +52,24 @@ async fn revoking_a_session_kills_its_tokens_at_once() {
     assert_eq!(app.me(&phone.access_token).await.status(), StatusCode::OK);
 
     let response = app
-        .client
-        .delete(app.url(&format!("/api/v1/users/me/sessions/{}", phone.session_id)))
-        .bearer_auth(&laptop.access_token)
-        .send()
-        .await
-        .unwrap();
+        .send(app.authed(
+            Method::DELETE,
+            &format!("/api/v1/users/me/sessions/{}", phone.session_id),
+            &laptop.access_token,
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     problem(app.me(&phone.access_token).await, 401).await;
     problem(app.refresh(&phone.refresh_token).await, 401).await;
     assert_eq!(app.me(&laptop.access_token).await.status(), StatusCode::OK);
 
     let list: Value = app
-        .client
-        .get(app.url("/api/v1/users/me/sessions"))
-        .bearer_auth(&laptop.access_token)
-        .send()
+        .send(app.authed(
+            Method::GET,
+            "/api/v1/users/me/sessions",
+            &laptop.access_token,
+        ))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -77,12 +77,12 @@ async fn revoking_a_session_kills_its_tokens_at_once() {
 
     // Revoking it again: it is gone.
     let again = app
-        .client
-        .delete(app.url(&format!("/api/v1/users/me/sessions/{}", phone.session_id)))
-        .bearer_auth(&laptop.access_token)
-        .send()
-        .await
-        .unwrap();
+        .send(app.authed(
+            Method::DELETE,
+            &format!("/api/v1/users/me/sessions/{}", phone.session_id),
+            &laptop.access_token,
+        ))
+        .await;
     problem(again, 404).await;
 }
 
@@ -97,12 +97,12 @@ async fn other_peoples_sessions_are_not_found() {
         "not-a-uuid".to_string(),
     ] {
         let response = app
-            .client
-            .delete(app.url(&format!("/api/v1/users/me/sessions/{id}")))
-            .bearer_auth(&mallory.access_token)
-            .send()
-            .await
-            .unwrap();
+            .send(app.authed(
+                Method::DELETE,
+                &format!("/api/v1/users/me/sessions/{id}"),
+                &mallory.access_token,
+            ))
+            .await;
         problem(response, 404).await;
     }
     assert_eq!(app.me(&alice.access_token).await.status(), StatusCode::OK);
@@ -113,12 +113,12 @@ async fn revoking_the_current_session_is_a_logout() {
     let app = spawn_app().await;
     let (_, pair) = app.new_user().await;
     let response = app
-        .client
-        .delete(app.url(&format!("/api/v1/users/me/sessions/{}", pair.session_id)))
-        .bearer_auth(&pair.access_token)
-        .send()
-        .await
-        .unwrap();
+        .send(app.authed(
+            Method::DELETE,
+            &format!("/api/v1/users/me/sessions/{}", pair.session_id),
+            &pair.access_token,
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     problem(app.me(&pair.access_token).await, 401).await;
 }
