@@ -174,6 +174,9 @@ async fn not_found() -> AppError {
     AppError::NotFound
 }
 
+/// How long shutdown waits for database connections to be handed back and closed.
+const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A bound, ready-to-serve instance.
 pub struct Application {
     listener: TcpListener,
@@ -227,7 +230,12 @@ impl Application {
         };
         let store = self.state.store.clone();
         server::serve(self.listener, router(self.state), options, shutdown).await;
-        store.close().await;
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections did not close in time");
+        }
         tracing::info!("stopped");
     }
 }

@@ -30,7 +30,7 @@ pub struct NewAccount {
     pub password: SecretString,
 }
 
-/// Checks a new password against the policy off the async workers (zxcvbn is CPU work).
+/// Checks a new password against the policy on the hashing pool (zxcvbn is CPU work).
 /// `field` names the request field in the error.
 pub async fn check_new_password(
     app: &AppState,
@@ -40,12 +40,13 @@ pub async fn check_new_password(
 ) -> Result<(), AppError> {
     let policy = app.policy;
     let password = password.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
-        let context: Vec<&str> = context.iter().map(String::as_str).collect();
-        policy.check(password.expose_secret(), &context)
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check task failed: {e}")))?;
+    let verdict = app
+        .hasher
+        .run(move || {
+            let context: Vec<&str> = context.iter().map(String::as_str).collect();
+            policy.check(password.expose_secret(), &context)
+        })
+        .await?;
     verdict.map_err(|message| AppError::Invalid(vec![FieldError::new(field, message)]))
 }
 
@@ -153,7 +154,12 @@ pub async fn change_password(
     }
     let hash = app.hasher.hash(new).await?;
     let mut tx = app.store.begin_write().await?;
-    store::set_password_hash(&mut tx, user.id, &hash, now_micros()).await?;
+    if !store::replace_password_hash(&mut tx, user.id, &user.password_hash, &hash, now_micros())
+        .await?
+    {
+        // Another change landed since we verified: the password given is no longer current.
+        return Err(AppError::WrongPassword);
+    }
     let revoked = sessions::revoke_all_of_user(
         &app.store,
         &mut tx,

@@ -87,18 +87,24 @@ pub async fn set_name(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn set_password_hash(
+/// Sets a new password hash if the stored one is still `expected` (the one just verified),
+/// so two concurrent changes cannot both succeed. Returns whether it was replaced.
+pub async fn replace_password_hash(
     conn: &mut AnyConnection,
     id: UserId,
+    expected: &str,
     hash: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(hash)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+    )
+    .bind(hash)
+    .bind(now)
+    .bind(id.to_string())
+    .bind(expected)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -1,6 +1,7 @@
 //! `/api/v1/auth/*` and `/api/v1/users/me/sessions`.
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -122,10 +123,14 @@ async fn list_sessions(
 async fn revoke_session(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    // An id that is not a UUID cannot name a session: the same 404 as someone else's.
-    let session = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    // An id that is not a UUID (or not even decodable) cannot name a session: the same 404
+    // as someone else's.
+    let session = id
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or(AppError::NotFound)?;
     if service::end_session(&app, caller.user_id, session, "revoked_by_user").await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -75,8 +75,8 @@ pub async fn login(
     )
     .await?;
     accounts::record_login(&mut tx, user.id, now_micros()).await?;
+    let roles = roles::of_user(&mut *tx, user.id).await?;
     tx.commit().await?;
-    let roles = roles::of_user(app.store.pool(), user.id).await?;
     tracing::info!(user_id = %user.id, session_id = %created.session_id, "login succeeded");
     pair(
         app,

@@ -9,6 +9,8 @@
 //! updates the cache at once; with PostgreSQL it is also broadcast (LISTEN/NOTIFY) so every
 //! instance forgets the session at once; the cache TTL bounds staleness if a broadcast is lost.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -29,9 +31,15 @@ struct Entry {
 }
 
 /// Which sessions this instance has recently seen alive or dead.
+///
+/// A revocation must win over a concurrent read that saw the session alive just before the
+/// revocation committed. Revocations bump `epoch` before marking the entry dead; a reader
+/// stores what it read, then checks the epoch, and if anything was revoked meanwhile it reads
+/// again rather than trust (or keep) its answer.
 pub struct SessionCache {
     entries: Cache<Uuid, Entry>,
     ttl: Duration,
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -47,18 +55,29 @@ impl SessionCache {
         SessionCache {
             entries: Cache::new(capacity.max(16)),
             ttl,
+            epoch: AtomicU64::new(0),
         }
     }
 
     /// Whether the session is alive: from the cache while fresh, else from the database.
     /// A dead session stays dead, so negative answers are kept regardless of age.
     pub async fn is_active(&self, store: &Store, session: Uuid) -> Result<bool, sqlx::Error> {
+        self.is_active_with(session, || is_active_in_db(store, session))
+            .await
+    }
+
+    async fn is_active_with<F, Fut>(&self, session: Uuid, read: F) -> Result<bool, sqlx::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<bool, sqlx::Error>>,
+    {
         if let Some(e) = self.entries.get(&session)
             && (!e.active || e.checked.elapsed() < self.ttl)
         {
             return Ok(e.active);
         }
-        let active = is_active_in_db(store, session).await?;
+        let before = self.epoch.load(Ordering::Acquire);
+        let active = read().await?;
         self.entries.insert(
             session,
             Entry {
@@ -66,11 +85,28 @@ impl SessionCache {
                 checked: Instant::now(),
             },
         );
+        if active && self.epoch.load(Ordering::Acquire) != before {
+            // Something was revoked while we read; it may have been this session.
+            let active = read().await?;
+            if !active {
+                self.entries.insert(
+                    session,
+                    Entry {
+                        active,
+                        checked: Instant::now(),
+                    },
+                );
+            } else {
+                self.entries.remove(&session);
+            }
+            return Ok(active);
+        }
         Ok(active)
     }
 
     /// Marks sessions as ended (after a revocation committed).
     pub fn forget(&self, sessions: &[Uuid]) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for s in sessions {
             self.entries.insert(
                 *s,
@@ -84,6 +120,7 @@ impl SessionCache {
 
     /// Drops everything: used when revocation broadcasts may have been missed.
     pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.clear();
     }
 
@@ -211,32 +248,23 @@ pub async fn rotate(
     };
 
     let session_id = Uuid::parse_str(&session_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
-    let row = sqlx::query("SELECT user_id, revoked_at, expires_at FROM sessions WHERE id = $1")
-        .bind(session_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Ok(Rotation::Rejected);
-    };
-    let revoked: Option<i64> = row.try_get("revoked_at")?;
-    let expires: i64 = row.try_get("expires_at")?;
-    let user: String = row.try_get("user_id")?;
-    let Some(user_id) = UserId::parse(&user) else {
-        return Ok(Rotation::Rejected);
-    };
-    if revoked.is_some() || expires <= now {
+    // Extend the session only if it is still live; the same statement that checks also
+    // writes, so a revocation committing concurrently cannot be missed.
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(micros_after(now, ttl))
+    .bind(session_id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(user_id) = user.as_deref().and_then(UserId::parse) else {
         // Keep the token marked used; the session is over either way.
         tx.commit().await?;
         return Ok(Rotation::Rejected);
-    }
+    };
     let refresh_token = new_token();
     insert_refresh_token(&mut tx, session_id, &refresh_token, now).await?;
-    sqlx::query("UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3")
-        .bind(now)
-        .bind(micros_after(now, ttl))
-        .bind(session_id.to_string())
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(Rotation::Rotated {
         user_id,
@@ -341,4 +369,57 @@ pub async fn list_live(store: &Store, user: UserId) -> Result<Vec<SessionRow>, s
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[tokio::test]
+    async fn a_revocation_during_a_read_wins_over_what_the_read_saw() {
+        let cache = Arc::new(SessionCache::new(Duration::from_secs(600), 100));
+        let session = Uuid::now_v7();
+        let revoked = Arc::new(AtomicBool::new(false));
+        let (reading_tx, reading_rx) = tokio::sync::oneshot::channel::<()>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let slots = Arc::new(std::sync::Mutex::new(Some((reading_tx, go_rx))));
+
+        let reader = {
+            let (cache, revoked, slots) = (cache.clone(), revoked.clone(), slots.clone());
+            tokio::spawn(async move {
+                cache
+                    .is_active_with(session, || {
+                        let (revoked, slots) = (revoked.clone(), slots.clone());
+                        async move {
+                            // The first read sees the session alive, then stalls until the
+                            // revocation has committed and been applied to the cache.
+                            let first = slots.lock().unwrap().take();
+                            let seen = !revoked.load(Ordering::SeqCst);
+                            if let Some((reading, go)) = first {
+                                let _ = reading.send(());
+                                let _ = go.await;
+                            }
+                            Ok(seen)
+                        }
+                    })
+                    .await
+            })
+        };
+        reading_rx.await.unwrap();
+        revoked.store(true, Ordering::SeqCst);
+        cache.forget(&[session]);
+        go_tx.send(()).unwrap();
+
+        assert!(
+            !reader.await.unwrap().unwrap(),
+            "the racing reader reports the session dead"
+        );
+        let again = cache
+            .is_active_with(session, || async { Ok(true) })
+            .await
+            .unwrap();
+        assert!(!again, "and the cache remembers it dead");
+    }
 }

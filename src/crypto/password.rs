@@ -143,7 +143,9 @@ impl PasswordHasher {
         .await
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs other CPU-heavy password work (such as strength estimation) on the pool, under the
+    /// same admission gate, so a flood of it is refused like a flood of logins.
+    pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {

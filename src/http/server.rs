@@ -1,5 +1,11 @@
-//! The accept loop: hyper with a header read timeout, a cap on concurrent connections, the
-//! peer address for every request, and graceful shutdown that lets in-flight requests finish.
+//! The accept loop: HTTP/1.1 (with upgrades, for WebSockets) under a header read timeout that
+//! also bounds idle keep-alive connections, a cap on concurrent connections, the peer address
+//! for every request, and a graceful shutdown that lets in-flight requests finish and then
+//! stops whatever is left at the deadline.
+//!
+//! HTTP/2 is not offered in cleartext: protocol sniffing has no timer of its own, so a
+//! client could hold a connection slot forever by sending nothing; TLS with ALPN is where h2
+//! belongs.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,12 +15,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy)]
@@ -24,26 +30,25 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits up to
-/// `shutdown_timeout` for open requests to complete.
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets open
+/// requests finish for up to `shutdown_timeout`, and aborts the connections still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
+    let (stopping_tx, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
     loop {
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
         // Waiting for a free slot before accepting leaves excess clients in the kernel's
         // backlog instead of holding sockets we cannot serve.
         let permit = tokio::select! {
@@ -74,12 +79,21 @@ pub async fn serve(
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
+        let connection = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                    // Finish the request in flight, if any, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
@@ -87,15 +101,24 @@ pub async fn serve(
     }
 
     drop(listener);
+    let _ = stopping_tx.send(true);
     tracing::info!(
-        open_connections = graceful.count(),
+        open_connections = connections.len(),
         "stopped accepting; finishing in-flight requests"
     );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(options.shutdown_timeout) => {
-            tracing::warn!(timeout = ?options.shutdown_timeout, "shutdown timeout reached; dropping remaining connections");
-        }
+    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout = ?options.shutdown_timeout,
+            aborted = connections.len(),
+            "shutdown timeout reached; aborting the remaining connections"
+        );
+        connections.shutdown().await;
+    } else {
+        tracing::info!("all connections closed");
     }
 }
 

@@ -172,3 +172,36 @@ async fn problem_bodies_carry_no_internals() {
         assert!(!text.contains(leak), "{leak} in {text}");
     }
 }
+
+#[tokio::test]
+async fn a_server_error_is_an_opaque_problem_with_its_cause_kept_out() {
+    let app = spawn_app().await;
+    app.signup("broken@example.com", crate::helpers::PASSWORD)
+        .await;
+    // Break the database under the running service: logins can no longer store sessions.
+    sqlx::query("DROP TABLE refresh_tokens")
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    let response = app
+        .login("broken@example.com", crate::helpers::PASSWORD)
+        .await;
+    let body = problem(response, 500).await;
+    assert_eq!(slug(&body), "internal");
+    let text = body.to_string();
+    for leak in [
+        "refresh_tokens",
+        "no such table",
+        "does not exist",
+        "sqlx",
+        "INSERT",
+    ] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    // Nothing was half-written: the failed login left no session behind.
+    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0);
+}

@@ -70,6 +70,69 @@ async fn an_in_flight_request_completes_during_shutdown() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_request_that_never_finishes_does_not_hold_up_shutdown() {
+    let mut app = crate::helpers::spawn_app_with(&[("shutdown_timeout", "1s")]).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let request = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(tokio_stream(rx)))
+        .send();
+    tx.send(Ok(b"{\"email\":".to_vec())).await.unwrap();
+    let stuck = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let server = app.stop();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops at the shutdown deadline")
+        .unwrap();
+    assert!(
+        stuck.await.unwrap().is_err(),
+        "the stuck request's connection was closed"
+    );
+    drop(tx);
+}
+
+#[tokio::test]
+async fn silent_connections_are_dropped_and_free_their_slot() {
+    let app =
+        crate::helpers::spawn_app_with(&[("header_read_timeout", "1s"), ("max_connections", "2")])
+            .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Two clients connect and say nothing, taking every slot.
+    let mut silent = vec![
+        TcpStream::connect(&addr).await.unwrap(),
+        TcpStream::connect(&addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A real client still gets an answer once the silent ones time out.
+    let started = std::time::Instant::now();
+    let health = app
+        .client
+        .get(app.url("/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it had to wait for a free slot"
+    );
+    // And the silent connections were closed by the server.
+    use tokio::io::AsyncReadExt;
+    for s in &mut silent {
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed by the server");
+    }
+}
+
 fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {

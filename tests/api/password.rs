@@ -20,6 +20,11 @@ async fn changing_the_password_ends_every_other_session() {
     let app = spawn_app().await;
     let (email, here) = app.new_user().await;
     let elsewhere = app.login_ok(&email, PASSWORD).await;
+    // The other session is known alive (and cached) before the change.
+    assert_eq!(
+        app.me(&elsewhere.access_token).await.status(),
+        StatusCode::OK
+    );
 
     let response = change(&app, &here.access_token, PASSWORD, OTHER_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);

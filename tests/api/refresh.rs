@@ -56,15 +56,19 @@ async fn concurrent_refreshes_of_one_token_have_exactly_one_winner() {
     let (_, pair) = app.new_user().await;
     let attempts: Vec<_> = (0..8).map(|_| app.refresh(&pair.refresh_token)).collect();
     let responses = futures::future::join_all(attempts).await;
-    let mut ok = 0;
+    let mut winners = Vec::new();
     for r in responses {
         match r.status() {
-            StatusCode::OK => ok += 1,
+            StatusCode::OK => winners.push(r.json::<TokenPair>().await.unwrap()),
             StatusCode::UNAUTHORIZED => {}
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(ok, 1, "exactly one refresh wins");
+    assert_eq!(winners.len(), 1, "exactly one refresh wins");
+    // The losers presented a token that was already used: that is reuse, so the session is
+    // revoked and the winner's new tokens die with it (docs/api.md, "Concurrent refreshes").
+    problem(app.me(&winners[0].access_token).await, 401).await;
+    problem(app.refresh(&winners[0].refresh_token).await, 401).await;
 }
 
 #[tokio::test]

@@ -101,6 +101,9 @@ async fn garbage_and_tampered_tokens_are_refused() {
     let app = spawn_app().await;
     let (_, pair) = app.new_user().await;
     let (_, other) = app.new_user().await;
+    // The genuine token is verified and cached first: forgeries sharing its signature must
+    // not ride on that cache entry.
+    assert_eq!(app.me(&pair.access_token).await.status(), StatusCode::OK);
     assert_refused(&app, "not-a-jwt").await;
     assert_refused(&app, "a.b.c").await;
     assert_refused(&app, &"x".repeat(5000)).await;
