@@ -11,12 +11,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::from_fn;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::accounts::{self, PasswordPolicy, ProfileCache};
@@ -150,23 +147,22 @@ impl AppState {
 /// drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
-    let middleware = ServiceBuilder::new()
-        .layer(from_fn(edge::middleware))
-        .layer(CatchPanicLayer::custom(problem::panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
-
+    // Outermost last. Bodies are only ever read through extractors, which honour
+    // `DefaultBodyLimit` (also for bodies streamed without a length); a body-wrapping limit
+    // layer on top cost about 5 µs per request for nothing.
     Router::new()
         .merge(accounts::router())
         .merge(auth::router())
         .merge(ops::router())
         .merge(oidc::router())
         .fallback(not_found)
-        .layer(middleware)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(problem::panic_response))
+        .layer(edge::EdgeLayer)
         .with_state(state)
 }
 

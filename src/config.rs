@@ -51,7 +51,7 @@ settings! {
     "database_url" = "" : "`postgres://user:pass@host/db` for PostgreSQL; empty means SQLite at `<data_dir>/portvakt.db`. `PORTVAKT_DATABASE_URL_FILE` reads it from a file.";
     "secret_key" = "" : "At least 32 random bytes, hex or base64 (`portvakt secret` prints one). Encrypts signing keys at rest. Required in production; generated into the data dir in development. `PORTVAKT_SECRET_KEY_FILE` reads it from a file.";
     "issuer" = "" : "Public base URL of this service, the `iss` of every token. Must be https in production; defaults to `http://<addr>` in development.";
-    "log" = "info" : "Log filter, in `tracing` EnvFilter syntax (e.g. `info,portvakt=debug`).";
+    "log" = "info" : "Log level, optionally per module: comma-separated `level` and `target=level` directives (e.g. `info,portvakt=debug,sqlx=warn`).";
     "log_format" = "" : "`json` or `pretty`; defaults to `json` in production and `pretty` in development.";
     "migrate_on_start" = "true" : "Apply pending database migrations when `serve` starts.";
     "db_pool_max" = "10" : "Maximum database connections in the pool.";

@@ -132,7 +132,7 @@ async fn changed(
 
 /// Changes the caller's password after re-checking the current one, and ends every other
 /// session of the account in the same transaction.
-#[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+#[tracing::instrument(skip_all)]
 pub async fn change_password(
     app: &AppState,
     caller: &Caller,

@@ -8,7 +8,6 @@ use uuid::Uuid;
 use crate::accounts::UserId;
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::http::trace::RequestSpan;
 
 /// Who is calling: the user, the session the token belongs to, and the roles in the token.
 #[derive(Debug, Clone)]
@@ -53,9 +52,7 @@ impl FromRequestParts<AppState> for Caller {
                 token_sent: true,
             });
         }
-        if let Some(span) = parts.extensions.get::<RequestSpan>() {
-            span.record_user(&verified.user_id);
-        }
+        crate::telemetry::context::set_user(verified.user_id);
         Ok(Caller {
             user_id: verified.user_id,
             session_id: verified.session_id,

@@ -1,4 +1,4 @@
-//! HTTP plumbing shared by every capability: request ids, the request span and log line,
+//! HTTP plumbing shared by every capability: request ids, the request context and log line,
 //! problem rendering for errors we did not produce ourselves, our `Json` extractor, client
 //! identity, and the server loop. Nothing here knows about a capability.
 
@@ -8,7 +8,6 @@ pub mod json;
 pub mod problem;
 pub mod request_id;
 pub mod server;
-pub mod trace;
 
 pub use client::{ClientIp, UserAgent};
 pub use json::Json;

@@ -1,5 +1,5 @@
 //! `X-Request-Id`: echoed when the client sent a sane one, otherwise minted here. The id is
-//! available to everything below through a task-local, so problem bodies carry it.
+//! part of the request context (`telemetry::context`), so problem bodies and logs carry it.
 
 use std::sync::Arc;
 
@@ -7,18 +7,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
-}
-
 /// The id of the request being served on this task, if any.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.to_string()).ok()
+    crate::telemetry::context::with_current(|c| c.request_id.to_string())
 }
-
-/// The request id, also placed in request extensions for extractors.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
 
 fn acceptable(value: &HeaderValue) -> Option<&str> {
     let s = value.to_str().ok()?;
@@ -34,11 +26,6 @@ pub fn from_headers(headers: &HeaderMap) -> Arc<str> {
         Some(given) => given.into(),
         None => uuid::Uuid::new_v4().to_string().into(),
     }
-}
-
-/// Runs `f` with `id` as the current request id.
-pub async fn scope<F: std::future::Future>(id: Arc<str>, f: F) -> F::Output {
-    REQUEST_ID.scope(id, f).await
 }
 
 #[cfg(test)]

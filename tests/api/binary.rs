@@ -400,20 +400,31 @@ async fn logs_are_json_lines_with_request_fields_and_never_a_secret() {
         .collect();
     let me_line = requests
         .iter()
-        .find(|v| v["span"]["route"] == "/api/v1/users/me")
+        .find(|v| v["route"] == "/api/v1/users/me")
         .expect("a request line for /users/me");
-    assert_eq!(me_line["span"]["method"], "GET");
-    assert_eq!(me_line["span"]["user_id"], user_id.as_str());
+    assert_eq!(me_line["method"], "GET");
+    assert_eq!(me_line["user_id"], user_id.as_str());
     assert_eq!(me_line["status"], 200);
     assert!(me_line["latency_ms"].is_number());
-    assert!(me_line["span"]["request_id"].is_string());
-    assert!(
-        server
-            .seen
-            .iter()
-            .any(|l| l.contains("refresh token reused")),
-        "the reuse is a logged security event"
+    assert!(me_line["request_id"].is_string());
+    assert!(me_line["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(me_line["level"], "INFO");
+    let reuse = server
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refresh token reused"))
+        })
+        .expect("the reuse is a logged security event");
+    assert_eq!(reuse["level"], "WARN");
+    assert_eq!(
+        reuse["route"], "/api/v1/auth/refresh",
+        "events inside a request carry its context"
     );
+    assert!(reuse["request_id"].is_string());
     assert!(
         server.seen.iter().any(|l| l.contains("\"stopped\"")),
         "shutdown is logged"
