@@ -73,13 +73,36 @@ pub enum AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut => AppError::Unavailable("database pool timed out".into()),
-            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                AppError::Unavailable(format!("database: {e}"))
-            }
-            other => AppError::Internal(anyhow::Error::new(other).context("database")),
+        if database_unavailable(&e) {
+            AppError::Unavailable(format!("database: {e}"))
+        } else {
+            AppError::Internal(anyhow::Error::new(e).context("database"))
         }
+    }
+}
+
+/// Whether a database error means "not now" (the client may retry) rather than a bug.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code.len() == 5 {
+                // PostgreSQL SQLSTATE: connection exceptions (08xxx), insufficient resources
+                // (53xxx), shutdown or terminated backend (57P01..57P03).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            } else {
+                // SQLite result codes: BUSY (5) and LOCKED (6), also as extended codes.
+                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+        }
+        _ => false,
     }
 }
 

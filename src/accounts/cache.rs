@@ -1,24 +1,26 @@
-//! Profiles cached per instance, so `GET /users/me` needs no database round trip.
+//! Profiles cached per instance, as the JSON the API returns, so `GET /users/me` needs
+//! neither a database round trip nor serialization.
 //!
 //! Writes on this instance drop the entry at once, other instances hear of them through
 //! `store::notify`, and every entry expires after `cache_ttl` in case an announcement is lost.
 //! A read that raced a write is not cached: each invalidation bumps an epoch, and a value
 //! loaded under an older epoch is returned but not kept.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 
-use super::model::{UserId, UserView};
+use axum::body::Bytes;
+
+use super::model::UserId;
 
 /// The invalidation kind for changed users.
 pub const INVALIDATION_KIND: &str = "user";
 
 #[derive(Clone)]
 struct Entry {
-    view: Arc<UserView>,
+    json: Bytes,
     loaded: Instant,
 }
 
@@ -49,27 +51,31 @@ impl ProfileCache {
         }
     }
 
-    pub fn get(&self, id: UserId) -> Option<Arc<UserView>> {
+    pub fn get(&self, id: UserId) -> Option<Bytes> {
         let entry = self.entries.get(&id)?;
-        (entry.loaded.elapsed() < self.ttl).then_some(entry.view)
+        (entry.loaded.elapsed() < self.ttl).then_some(entry.json)
     }
 
     pub fn epoch(&self) -> Epoch {
         Epoch(self.epoch.load(Ordering::Acquire))
     }
 
-    /// Keeps a value read under `epoch`, unless something was invalidated since.
-    pub fn put(&self, id: UserId, view: Arc<UserView>, epoch: Epoch) {
-        if self.ttl.is_zero() || self.epoch.load(Ordering::Acquire) != epoch.0 {
+    /// Keeps a value read under `epoch`, unless something was invalidated since. The check
+    /// follows the insert, so an invalidation landing in between still removes the entry.
+    pub fn put(&self, id: UserId, json: Bytes, epoch: Epoch) {
+        if self.ttl.is_zero() {
             return;
         }
         self.entries.insert(
             id,
             Entry {
-                view,
+                json,
                 loaded: Instant::now(),
             },
         );
+        if self.epoch.load(Ordering::Acquire) != epoch.0 {
+            self.entries.remove(&id);
+        }
     }
 
     pub fn invalidate(&self, id: UserId) {
@@ -93,17 +99,8 @@ impl ProfileCache {
 mod tests {
     use super::*;
 
-    fn view(name: &str) -> Arc<UserView> {
-        Arc::new(UserView {
-            id: String::new(),
-            email: String::new(),
-            name: Some(name.into()),
-            email_verified: false,
-            roles: vec![],
-            mfa_enabled: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-        })
+    fn view(name: &str) -> Bytes {
+        Bytes::from(name.to_string())
     }
 
     #[test]
@@ -116,7 +113,7 @@ mod tests {
         assert!(cache.get(id).is_none());
         let now = cache.epoch();
         cache.put(id, view("new"), now);
-        assert_eq!(cache.get(id).unwrap().name.as_deref(), Some("new"));
+        assert_eq!(cache.get(id).unwrap(), "new");
     }
 
     #[test]

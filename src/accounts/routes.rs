@@ -2,8 +2,8 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -23,10 +23,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Responses about a person must not be stored by caches.
-pub fn no_store() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h
+pub fn no_store() -> [(HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
 #[derive(Deserialize)]
@@ -72,9 +70,18 @@ async fn signup(
     Ok((StatusCode::CREATED, no_store(), Json(UserView::from(&user))))
 }
 
-async fn me(State(app): State<AppState>, caller: Caller) -> Result<impl IntoResponse, AppError> {
-    let view = service::profile(&app, caller.user_id).await?;
-    Ok((no_store(), Json(view)))
+async fn me(State(app): State<AppState>, caller: Caller) -> Result<Response, AppError> {
+    profile_response(&app, caller).await
+}
+
+/// The caller's profile, served from the JSON the cache keeps.
+async fn profile_response(app: &AppState, caller: Caller) -> Result<Response, AppError> {
+    let json = service::profile(app, caller.user_id).await?;
+    let content_type = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    Ok((no_store(), content_type, json).into_response())
 }
 
 #[derive(Deserialize)]
@@ -94,22 +101,13 @@ async fn update_me(
     caller: Caller,
     Json(req): Json<UpdateMeRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = match req.name {
-        Some(name) => {
-            let name = Name::parse(name.as_deref())
-                .map_err(|m| AppError::Invalid(vec![FieldError::new("name", m)]))?;
-            service::rename(&app, caller.user_id, name).await?
-        }
-        None => {
-            return Ok((
-                no_store(),
-                Json(UserView::clone(
-                    &*service::profile(&app, caller.user_id).await?,
-                )),
-            ));
-        }
+    let Some(name) = req.name else {
+        return profile_response(&app, caller).await;
     };
-    Ok((no_store(), Json(UserView::from(&user))))
+    let name = Name::parse(name.as_deref())
+        .map_err(|m| AppError::Invalid(vec![FieldError::new("name", m)]))?;
+    let user = service::rename(&app, caller.user_id, name).await?;
+    Ok((no_store(), Json(UserView::from(&user))).into_response())
 }
 
 #[derive(Deserialize)]

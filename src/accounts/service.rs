@@ -1,7 +1,6 @@
 //! Account logic: signup, reading and renaming the profile, changing the password.
 
-use std::sync::Arc;
-
+use axum::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::cache::INVALIDATION_KIND;
@@ -88,15 +87,18 @@ pub async fn create(app: &AppState, account: NewAccount, roles: &[&str]) -> Resu
     load(app, id).await
 }
 
-/// The profile as the API shows it, from the cache when fresh.
-pub async fn profile(app: &AppState, id: UserId) -> Result<Arc<UserView>, AppError> {
-    if let Some(view) = app.profiles.get(id) {
-        return Ok(view);
+/// The profile as the API shows it (JSON), from the cache when fresh.
+pub async fn profile(app: &AppState, id: UserId) -> Result<Bytes, AppError> {
+    if let Some(json) = app.profiles.get(id) {
+        return Ok(json);
     }
     let epoch = app.profiles.epoch();
-    let view = Arc::new(UserView::from(&load(app, id).await?));
-    app.profiles.put(id, view.clone(), epoch);
-    Ok(view)
+    let json = Bytes::from(
+        serde_json::to_vec(&UserView::from(&load(app, id).await?))
+            .map_err(|e| AppError::Internal(e.into()))?,
+    );
+    app.profiles.put(id, json.clone(), epoch);
+    Ok(json)
 }
 
 /// The account with its roles, from the database.

@@ -19,7 +19,7 @@ use tower::{Layer, Service};
 use super::problem;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::error::ErrorReport;
-use crate::telemetry::context::{self, RequestContext};
+use crate::telemetry::context::{self, RequestContext, Route};
 
 /// The edge as a tower layer (cheaper per request than `from_fn`, which boxes the inner
 /// service on every call).
@@ -67,14 +67,15 @@ where
     let started = Instant::now();
     let id = request_id::from_headers(request.headers());
     let oauth = request.uri().path().starts_with("/oauth2/");
-    let route: Arc<str> = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
-    let quiet = &*route == "/health" || &*route == "/ready";
+        .cloned()
+        .map_or(Route::Unmatched, Route::Matched);
+    let quiet = matches!(route.as_str(), "/health" | "/ready");
     let context = Arc::new(RequestContext::new(
         id.clone(),
-        request.method().to_string(),
+        request.method().clone(),
         route,
     ));
 

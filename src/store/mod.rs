@@ -5,6 +5,7 @@
 //! BIGINT microseconds since the Unix epoch, booleans are nullable timestamps (`disabled_at`),
 //! and no type outside integers, text and blobs crosses the driver.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -189,16 +190,51 @@ mod tests {
     }
 }
 
-/// A microsecond timestamp as RFC 3339 UTC with `Z` (the API's timestamp format).
+/// A microsecond timestamp as RFC 3339 UTC with `Z` (the API's timestamp format): seconds
+/// always, a fraction only when there is one, without trailing zeros.
 pub fn rfc3339(micros: i64) -> String {
-    let nanos = i128::from(micros) * 1000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+    let mut out = String::with_capacity(27);
+    push_rfc3339(&mut out, micros);
+    out
+}
+
+/// Appends [`rfc3339`] to `out` without allocating. On the path of every log line.
+pub fn push_rfc3339(out: &mut String, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Days to civil date (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    if frac != 0 {
+        let mut digits = [0u8; 6];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + u8::try_from(f % 10).unwrap_or(0);
+            f /= 10;
+        }
+        let len = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        out.push('.');
+        for d in &digits[..len] {
+            out.push(char::from(*d));
+        }
+    }
+    out.push('Z');
 }
 
 /// Whether a database error is a unique-constraint violation, on either backend.
@@ -210,6 +246,26 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod time_tests {
     use super::*;
+
+    #[test]
+    fn timestamps_match_the_time_crate_everywhere() {
+        let mut x: i64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            // xorshift over 0..year 2400, in microseconds
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let micros = x.rem_euclid(13_569_465_600_000_000);
+            let expected =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap();
+            assert_eq!(rfc3339(micros), expected, "{micros}");
+        }
+        assert_eq!(rfc3339(1_709_164_800_000_000), "2024-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_120_000), "2023-11-14T22:13:20.12Z");
+    }
 
     #[test]
     fn timestamps_render_as_utc_rfc3339() {

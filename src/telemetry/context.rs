@@ -9,13 +9,29 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug)]
 pub struct RequestContext {
     pub request_id: Arc<str>,
-    pub method: String,
-    pub route: Arc<str>,
+    pub method: http::Method,
+    pub route: Route,
     user_id: OnceLock<String>,
 }
 
+/// The matched route pattern (shared with the router, not copied), or none.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Matched(axum::extract::MatchedPath),
+    Unmatched,
+}
+
+impl Route {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(p) => p.as_str(),
+            Route::Unmatched => "unmatched",
+        }
+    }
+}
+
 impl RequestContext {
-    pub fn new(request_id: Arc<str>, method: String, route: Arc<str>) -> Self {
+    pub fn new(request_id: Arc<str>, method: http::Method, route: Route) -> Self {
         RequestContext {
             request_id,
             method,

@@ -53,9 +53,9 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let now = time::OffsetDateTime::now_utc();
-        let mut line = String::with_capacity(256);
+        let mut line = String::with_capacity(384);
         line.push_str("{\"timestamp\":\"");
-        line.push_str(&crate::store::rfc3339(micros(now)));
+        crate::store::push_rfc3339(&mut line, micros(now));
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push_str("\",\"target\":");
@@ -65,9 +65,9 @@ where
         let mut line = visitor.out;
         super::context::with_current(|c| {
             line.push_str(",\"method\":");
-            push_json_str(&mut line, &c.method);
+            push_json_str(&mut line, c.method.as_str());
             line.push_str(",\"route\":");
-            push_json_str(&mut line, &c.route);
+            push_json_str(&mut line, c.route.as_str());
             line.push_str(",\"request_id\":");
             push_json_str(&mut line, &c.request_id);
             if let Some(user) = c.user_id() {
@@ -144,12 +144,31 @@ impl Visit for Fragments {
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal (RFC 8259 §7), escaping quotes, backslashes and
+/// control characters, so no value can end the line or forge another.
 pub(super) fn push_json_str(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
+    out.push('"');
+    let mut plain_from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f | 0x7f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain_from..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
+        }
+        plain_from = i + 1;
     }
+    out.push_str(&s[plain_from..]);
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -211,6 +230,23 @@ mod tests {
         assert_eq!(v["route"], "/x");
         assert_eq!(v["user_id"], "u-1");
         assert_eq!(v["evil"], "a\"b\n\u{1b}[31m");
+        let mut out = String::new();
+        for tricky in [
+            "plain",
+            "quote\" back\\slash",
+            "line\nbreak\r\t",
+            "\u{0}\u{7f}\u{1b}",
+            "ünïcødé ✓",
+        ] {
+            out.clear();
+            push_json_str(&mut out, tricky);
+            assert_eq!(
+                serde_json::from_str::<String>(&out).unwrap(),
+                tricky,
+                "{out}"
+            );
+            assert!(!out.contains('\n'));
+        }
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 }

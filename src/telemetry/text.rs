@@ -47,7 +47,9 @@ where
             let _ = write!(
                 line,
                 " method={} route={} request_id={}",
-                c.method, c.route, c.request_id
+                c.method,
+                c.route.as_str(),
+                c.request_id
             );
             if let Some(user) = c.user_id() {
                 let _ = write!(line, " user_id={user}");

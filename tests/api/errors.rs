@@ -205,3 +205,37 @@ async fn a_server_error_is_an_opaque_problem_with_its_cause_kept_out() {
         .unwrap();
     assert_eq!(sessions, 0);
 }
+
+#[tokio::test]
+async fn a_locked_database_is_a_503_to_retry_not_a_500() {
+    let app = spawn_app_with(&[("db_busy_timeout", "100ms")]).await;
+    if app.state.store.backend() != portvakt::store::Backend::Sqlite {
+        crate::helpers::skipped(
+            "a_locked_database_is_a_503_to_retry_not_a_500",
+            "holds SQLite's write lock",
+        );
+        return;
+    }
+    // Another writer holds the database lock longer than the busy timeout.
+    let mut blocker = app.state.store.pool().acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let response = app
+        .signup("locked@example.com", crate::helpers::PASSWORD)
+        .await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(slug(&problem(response, 503).await), "unavailable");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    drop(blocker);
+    assert_eq!(
+        app.signup("locked@example.com", crate::helpers::PASSWORD)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+}
