@@ -3,18 +3,23 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::sync::Arc;
+
 use uuid::Uuid;
+
+use super::tokens::Verified;
 
 use crate::accounts::UserId;
 use crate::app::AppState;
 use crate::error::AppError;
 
-/// Who is calling: the user, the session the token belongs to, and the roles in the token.
+/// Who is calling: the user, the session the token belongs to, and what the token says
+/// (its roles among it; shared with the token cache, not copied).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: UserId,
     pub session_id: Uuid,
-    pub roles: Vec<String>,
+    pub token: Arc<Verified>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme is case-insensitive,
@@ -56,7 +61,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             user_id: verified.user_id,
             session_id: verified.session_id,
-            roles: verified.roles.clone(),
+            token: verified,
         })
     }
 }

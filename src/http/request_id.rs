@@ -24,7 +24,10 @@ fn acceptable(value: &HeaderValue) -> Option<&str> {
 pub fn from_headers(headers: &HeaderMap) -> Arc<str> {
     match headers.get(&X_REQUEST_ID).and_then(acceptable) {
         Some(given) => given.into(),
-        None => uuid::Uuid::new_v4().to_string().into(),
+        None => {
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+        }
     }
 }
 

@@ -121,10 +121,15 @@ impl Visit for Fragments {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
-        if value.is_finite() {
-            let _ = write!(self.out, "{value}");
-        } else {
+        if !value.is_finite() {
             self.out.push_str("null");
+        } else if field.name().ends_with("_ms") && (0.0..1e12).contains(&value) {
+            // Durations in milliseconds, to the microsecond: integer formatting is several
+            // times cheaper than the shortest float representation, once per request.
+            let micros = (value * 1000.0).round() as u64;
+            let _ = write!(self.out, "{}.{:03}", micros / 1000, micros % 1000);
+        } else {
+            let _ = write!(self.out, "{value}");
         }
     }
 
@@ -140,7 +145,9 @@ impl Visit for Fragments {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
-        push_json_str(&mut self.out, &format!("{value:?}"));
+        self.out.push('"');
+        let _ = write!(Escaping { out: &mut self.out }, "{value:?}");
+        self.out.push('"');
     }
 }
 
@@ -148,6 +155,23 @@ impl Visit for Fragments {
 /// control characters, so no value can end the line or forge another.
 pub(super) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    push_escaped(out, s);
+    out.push('"');
+}
+
+/// Formats straight into the line, escaped, without an intermediate string.
+struct Escaping<'a> {
+    out: &'a mut String,
+}
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_escaped(self.out, s);
+        Ok(())
+    }
+}
+
+fn push_escaped(out: &mut String, s: &str) {
     let mut plain_from = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape: &str = match b {
@@ -168,7 +192,6 @@ pub(super) fn push_json_str(out: &mut String, s: &str) {
         plain_from = i + 1;
     }
     out.push_str(&s[plain_from..]);
-    out.push('"');
 }
 
 #[cfg(test)]
