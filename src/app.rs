@@ -143,6 +143,34 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Runs a write section on a task of its own, so that it finishes (commit and the cache
+    /// updates that follow it) even if the request that started it is dropped mid-way: the
+    /// client went away or the request timed out. Otherwise a committed revocation could miss
+    /// this instance's session cache. Log lines keep the request's context.
+    pub async fn to_completion<T, F>(
+        &self,
+        section: impl FnOnce(AppState) -> F,
+    ) -> Result<T, AppError>
+    where
+        F: Future<Output = Result<T, AppError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let work = section(self.clone());
+        // Task-locals do not cross a spawn: carry the request context over explicitly.
+        let context = crate::telemetry::context::current();
+        let task = async move {
+            match context {
+                Some(context) => crate::telemetry::context::scope(context, work).await,
+                None => work.await,
+            }
+        };
+        tokio::spawn(task)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("write task failed: {e}")))?
+    }
+}
+
 /// The HTTP application: every route and the middleware around them. Pure, so tests can
 /// drive it without a socket.
 pub fn router(state: AppState) -> Router {

@@ -2,7 +2,7 @@
 //!
 //! Client errors carry messages that are safe to show; an internal error renders as an
 //! opaque 500 and travels to the request log as a [`ErrorReport`] extension, so the cause
-//! is logged once, inside the request span, and never reaches the client.
+//! is logged once, with the request's context, and never reaches the client.
 
 use std::sync::Arc;
 
@@ -88,15 +88,20 @@ fn database_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             if code.len() == 5 {
                 // PostgreSQL SQLSTATE: connection exceptions (08xxx), insufficient resources
-                // (53xxx), shutdown or terminated backend (57P01..57P03).
+                // (53xxx), shutdown or terminated backend (57P01..57P03), and what a retry
+                // resolves: serialization failure, deadlock, lock or statement timeout.
                 code.starts_with("08")
                     || code.starts_with("53")
-                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03" | "57014"
+                    )
             } else {
                 // SQLite result codes: BUSY (5) and LOCKED (6), also as extended codes.
                 code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))

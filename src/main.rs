@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     } else {
         Sink::Stderr
     };
-    let _log_guard = match telemetry::init(&config, sink) {
+    let log = match telemetry::init(&config, sink) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("portvakt: {e:#}");
@@ -109,6 +109,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let log_ref = &log;
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
@@ -118,11 +119,16 @@ fn main() -> ExitCode {
                 name,
                 admin,
                 password_stdin,
-            }) => create_user(config, &email, name.as_deref(), admin, password_stdin).await,
+            }) => {
+                log_ref.flush();
+                create_user(config, &email, name.as_deref(), admin, password_stdin).await
+            }
             Command::Check => check(&config),
             Command::Secret | Command::Config => Ok(()),
         }
     });
+    // Log lines are buffered: write them out before speaking directly, to keep the order.
+    log.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -111,13 +111,17 @@ pub async fn load(app: &AppState, id: UserId) -> Result<User, AppError> {
 }
 
 pub async fn rename(app: &AppState, id: UserId, name: Name) -> Result<User, AppError> {
-    let mut tx = app.store.begin_write().await?;
-    if !store::set_name(&mut tx, id, name.as_deref(), now_micros()).await? {
-        return Err(AppError::NotFound);
-    }
-    changed(app, &mut tx, id).await?;
-    tx.commit().await?;
-    app.profiles.invalidate(id);
+    app.to_completion(move |app| async move {
+        let mut tx = app.store.begin_write().await?;
+        if !store::set_name(&mut tx, id, name.as_deref(), now_micros()).await? {
+            return Err(AppError::NotFound);
+        }
+        changed(&app, &mut tx, id).await?;
+        tx.commit().await?;
+        app.profiles.invalidate(id);
+        Ok(())
+    })
+    .await?;
     load(app, id).await
 }
 
@@ -155,25 +159,28 @@ pub async fn change_password(
         return Err(AppError::WrongPassword);
     }
     let hash = app.hasher.hash(new).await?;
-    let mut tx = app.store.begin_write().await?;
-    if !store::replace_password_hash(&mut tx, user.id, &user.password_hash, &hash, now_micros())
-        .await?
-    {
-        // Another change landed since we verified: the password given is no longer current.
-        return Err(AppError::WrongPassword);
-    }
-    let revoked = sessions::revoke_all_of_user(
-        &app.store,
-        &mut tx,
-        user.id,
-        Some(&caller.session_id),
-        "password_changed",
-    )
-    .await?;
-    changed(app, &mut tx, user.id).await?;
-    tx.commit().await?;
-    app.sessions.forget(&revoked);
-    app.profiles.invalidate(user.id);
-    tracing::info!(revoked_sessions = revoked.len(), "password changed");
-    Ok(())
+    let keep = caller.session_id;
+    app.to_completion(move |app| async move {
+        let mut tx = app.store.begin_write().await?;
+        let now = now_micros();
+        if !store::replace_password_hash(&mut tx, user.id, &user.password_hash, &hash, now).await? {
+            // Another change landed since we verified: the password given is no longer current.
+            return Err(AppError::WrongPassword);
+        }
+        let revoked = sessions::revoke_all_of_user(
+            &app.store,
+            &mut tx,
+            user.id,
+            Some(&keep),
+            "password_changed",
+        )
+        .await?;
+        changed(&app, &mut tx, user.id).await?;
+        tx.commit().await?;
+        app.sessions.forget(&revoked);
+        app.profiles.invalidate(user.id);
+        tracing::info!(revoked_sessions = revoked.len(), "password changed");
+        Ok(())
+    })
+    .await
 }

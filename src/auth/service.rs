@@ -104,6 +104,12 @@ async fn rehash(app: &AppState, user: UserId, password: SecretString, old: Strin
 
 #[tracing::instrument(skip_all)]
 pub async fn refresh(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
+    let presented = presented.clone();
+    app.to_completion(move |app| async move { rotate(&app, &presented).await })
+        .await
+}
+
+async fn rotate(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
     match sessions::rotate(
         &app.store,
         presented.expose_secret(),
@@ -143,16 +149,19 @@ pub async fn end_session(
     app: &AppState,
     user: UserId,
     session: Uuid,
-    reason: &str,
+    reason: &'static str,
 ) -> Result<bool, AppError> {
-    let mut tx = app.store.begin_write().await?;
-    let revoked = sessions::revoke_in(&app.store, &mut tx, session, Some(user), reason).await?;
-    tx.commit().await?;
-    if revoked {
-        app.sessions.forget(&[session]);
-        tracing::info!(user_id = %user, session_id = %session, reason, "session ended");
-    }
-    Ok(revoked)
+    app.to_completion(move |app| async move {
+        let mut tx = app.store.begin_write().await?;
+        let revoked = sessions::revoke_in(&app.store, &mut tx, session, Some(user), reason).await?;
+        tx.commit().await?;
+        if revoked {
+            app.sessions.forget(&[session]);
+            tracing::info!(user_id = %user, session_id = %session, reason, "session ended");
+        }
+        Ok(revoked)
+    })
+    .await
 }
 
 fn pair(

@@ -1,16 +1,18 @@
 //! A compact JSON line format: one flat object per event with `timestamp`, `level`, `target`,
 //! the event's fields (`message` among them), the request context (`method`, `route`,
-//! `request_id`, `user_id`) and the fields of every span it happened in.
+//! `request_id`, `user_id`), and the fields of each span it happened in as an object under
+//! the span's name. A key appears once: the first writer wins, in that order.
 //!
 //! tracing-subscriber's own JSON format stores span fields as JSON text and parses them back
 //! for every event; with a log line per request that halved throughput in our benchmark.
-//! Here span fields are stored as ready-made `,"key":value` fragments and copied verbatim.
-//! Every key and string goes through serde_json's escaping, so no value can break the line.
+//! Here span fields are stored as ready-made `"key":value` fragments and copied verbatim.
+//! Every key and string is escaped (RFC 8259 §7), so no value can break the line.
 
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -22,7 +24,7 @@ pub struct JsonFields;
 
 impl<'w> FormatFields<'w> for JsonFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = Fragments { out: String::new() };
+        let mut visitor = Fragments::new(String::new());
         fields.record(&mut visitor);
         writer.write_str(&visitor.out)
     }
@@ -51,7 +53,10 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // Records from the `log` crate (via tracing-log) carry their real target and level
+        // in `log.*` fields; use those, as tracing-subscriber's own formats do.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let now = time::OffsetDateTime::now_utc();
         let mut line = String::with_capacity(384);
         line.push_str("{\"timestamp\":\"");
@@ -60,25 +65,28 @@ where
         line.push_str(meta.level().as_str());
         line.push_str("\",\"target\":");
         push_json_str(&mut line, meta.target());
-        let mut visitor = Fragments { out: line };
+        let mut visitor = Fragments::new(line);
+        visitor.seen.extend(["timestamp", "level", "target"]);
         event.record(&mut visitor);
-        let mut line = visitor.out;
         super::context::with_current(|c| {
-            line.push_str(",\"method\":");
-            push_json_str(&mut line, c.method.as_str());
-            line.push_str(",\"route\":");
-            push_json_str(&mut line, c.route.as_str());
-            line.push_str(",\"request_id\":");
-            push_json_str(&mut line, &c.request_id);
+            visitor.string("method", c.method.as_str());
+            visitor.string("route", c.route.as_str());
+            visitor.string("request_id", &c.request_id);
             if let Some(user) = c.user_id() {
-                line.push_str(",\"user_id\":");
-                push_json_str(&mut line, user);
+                visitor.string("user_id", user);
             }
         });
+        let mut line = visitor.out;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
-                    line.push_str(fields.as_str());
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                    && let Some(inner) = fields.as_str().strip_prefix(',')
+                {
+                    line.push(',');
+                    push_json_str(&mut line, span.name());
+                    line.push_str(":{");
+                    line.push_str(inner);
+                    line.push('}');
                 }
             }
         }
@@ -93,34 +101,67 @@ pub(super) fn micros(t: time::OffsetDateTime) -> i64 {
 
 struct Fragments {
     out: String,
+    seen: Vec<&'static str>,
 }
 
 impl Fragments {
-    fn key(&mut self, field: &Field) {
+    fn new(out: String) -> Self {
+        Fragments {
+            out,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes `,"name":` and returns true, unless the name was written already or is one
+    /// of tracing-log's `log.*` bookkeeping fields.
+    fn begin(&mut self, name: &'static str) -> bool {
+        if name.starts_with("log.") || self.seen.contains(&name) {
+            return false;
+        }
+        self.seen.push(name);
         self.out.push(',');
-        push_json_str(&mut self.out, field.name());
+        push_json_str(&mut self.out, name);
         self.out.push(':');
+        true
+    }
+
+    fn key(&mut self, field: &Field) -> bool {
+        self.begin(field.name())
+    }
+
+    fn string(&mut self, name: &'static str, value: &str) {
+        if self.begin(name) {
+            push_json_str(&mut self.out, value);
+        }
     }
 }
 
 impl Visit for Fragments {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         push_json_str(&mut self.out, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         let _ = write!(self.out, "{value}");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         let _ = write!(self.out, "{value}");
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         if !value.is_finite() {
             self.out.push_str("null");
         } else if field.name().ends_with("_ms") && (0.0..1e12).contains(&value) {
@@ -134,17 +175,23 @@ impl Visit for Fragments {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         push_json_str(&mut self.out, &value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.key(field);
+        if !self.key(field) {
+            return;
+        }
         self.out.push('"');
         let _ = write!(Escaping { out: &mut self.out }, "{value:?}");
         self.out.push('"');
@@ -250,9 +297,12 @@ mod tests {
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["status"], 200);
         assert_eq!(v["latency_ms"], 1.5);
-        assert_eq!(v["route"], "/x");
-        assert_eq!(v["user_id"], "u-1");
+        assert_eq!(v["request"]["user_id"], "u-1");
         assert_eq!(v["evil"], "a\"b\n\u{1b}[31m");
+        assert_eq!(
+            v["request"]["route"], "/x",
+            "span fields sit under the span's name"
+        );
         let mut out = String::new();
         for tricky in [
             "plain",
@@ -271,5 +321,35 @@ mod tests {
             assert!(!out.contains('\n'));
         }
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[tokio::test]
+    async fn a_key_appears_once_even_when_the_event_repeats_the_context() {
+        use crate::telemetry::context::{self, RequestContext, Route};
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .fmt_fields(JsonFields)
+            .event_format(JsonEvents)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let ctx = std::sync::Arc::new(RequestContext::new(
+            "r-1".into(),
+            http::Method::POST,
+            Route::Unmatched,
+        ));
+        context::scope(ctx, async {
+            context::set_user("u-ctx");
+            tracing::info!(user_id = "u-event", level = "sneaky", "session ended");
+        })
+        .await;
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"user_id\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"level\"").count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["user_id"], "u-event");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["request_id"], "r-1");
+        assert_eq!(v["route"], "unmatched");
     }
 }

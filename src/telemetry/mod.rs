@@ -46,6 +46,7 @@ pub fn init(config: &Config, sink: Sink) -> anyhow::Result<FlushGuard> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(writer)
+                    .with_ansi(ansi)
                     .event_format(TextEvents { ansi }),
             )
             .try_init(),

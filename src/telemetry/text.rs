@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -25,7 +26,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let level = *event.metadata().level();
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let level = *meta.level();
         let (on, off) = match (self.ansi, level) {
             (false, _) => ("", ""),
             (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
@@ -39,10 +42,7 @@ where
             rest: String::new(),
         };
         event.record(&mut visitor);
-        let mut line = format!(
-            "{now} {on}{level:>5}{off} {}{}",
-            visitor.message, visitor.rest
-        );
+        let mut line = format!("{} {}", visitor.message, visitor.rest.trim_start());
         super::context::with_current(|c| {
             let _ = write!(
                 line,
@@ -64,17 +64,13 @@ where
                 }
             }
         }
-        // Control characters in values would let a client forge log lines or escape codes.
+        // Control characters in values would let a client forge log lines or send escape
+        // codes to the operator's terminal; only our own colour codes go around the level.
         let line: String = line
             .chars()
-            .map(|c| {
-                if c.is_control() && c != '\x1b' {
-                    ' '
-                } else {
-                    c
-                }
-            })
+            .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        let line = format!("{now} {on}{level:>5}{off} {}", line.trim_end());
         writeln!(writer, "{line}")
     }
 }
@@ -86,6 +82,9 @@ struct Pairs {
 
 impl Visit for Pairs {
     fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
@@ -94,6 +93,9 @@ impl Visit for Pairs {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
