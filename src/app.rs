@@ -17,16 +17,18 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::accounts::{self, PasswordPolicy, ProfileCache};
-use crate::auth::{self, SessionCache, TokenService};
+use crate::auth::backoff::BackoffRules;
+use crate::auth::{self, LoginBackoff, SessionCache, TokenService};
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
-use crate::http::{edge, problem, server};
+use crate::http::guard::{Guard, GuardLayer};
+use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
-use crate::{oidc, ops};
+use crate::{admin, oidc, ops};
 
 /// Everything a request handler may need. Cloning is one reference count.
 #[derive(Clone)]
@@ -41,6 +43,14 @@ pub struct AppInner {
     pub sessions: Arc<SessionCache>,
     pub profiles: Arc<ProfileCache>,
     pub policy: PasswordPolicy,
+    pub limits: Arc<RateLimits>,
+    pub backoff: LoginBackoff,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
+    fn from_ref(app: &AppState) -> Arc<RateLimits> {
+        app.limits.clone()
+    }
 }
 
 impl Deref for AppState {
@@ -130,7 +140,9 @@ impl AppState {
             min_length: config.password_min_length,
             min_score: config.password_min_score,
         };
-        Ok(AppState(Arc::new(AppInner {
+        let limits = Arc::new(RateLimits::new(&config));
+        let backoff = LoginBackoff::new(BackoffRules::from_config(&config));
+        let state = AppState(Arc::new(AppInner {
             config,
             store,
             hasher,
@@ -139,8 +151,31 @@ impl AppState {
             sessions,
             profiles,
             policy,
-        })))
+            limits,
+            backoff,
+        }));
+        spawn_housekeeping(&state);
+        Ok(state)
     }
+}
+
+/// How often idle rate-limit and backoff state is dropped.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Drops the counters of clients gone quiet, so memory follows active clients. Holds only a
+/// weak reference: the task ends with the state.
+fn spawn_housekeeping(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(app) = weak.upgrade() else { break };
+            app.limits.forget_idle();
+            app.backoff.forget_idle();
+        }
+    });
 }
 
 impl AppState {
@@ -180,6 +215,7 @@ pub fn router(state: AppState) -> Router {
     // layer on top cost about 5 µs per request for nothing.
     Router::new()
         .merge(accounts::router())
+        .merge(admin::router())
         .merge(auth::router())
         .merge(ops::router())
         .merge(oidc::router())
@@ -190,6 +226,11 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(problem::panic_response))
+        .layer(tower::util::option_layer(cors::layer(config)))
+        .layer(GuardLayer(Arc::new(Guard::new(
+            config,
+            state.limits.clone(),
+        ))))
         .layer(edge::EdgeLayer)
         .with_state(state)
 }

@@ -74,6 +74,20 @@ settings! {
     "header_read_timeout" = "10s" : "A client must send its request headers within this time.";
     "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
     "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
+    "trusted_proxies" = "" : "Comma-separated CIDRs of reverse proxies whose `Forwarded`/`X-Forwarded-For` and `X-Forwarded-Proto` are believed (e.g. `10.0.0.0/8,127.0.0.1/32`). Empty: the socket peer is the client.";
+    "rate_limit_per_second" = "50" : "Requests per second allowed per client IP on every route but `/health`, `/ready` and `/metrics`; 0 turns the limit off.";
+    "rate_limit_burst" = "100" : "Requests a client IP may make at once before `rate_limit_per_second` applies.";
+    "auth_rate_limit_per_minute" = "10" : "Requests per minute per client IP on each of login, signup and refresh; 0 turns the limit off.";
+    "auth_rate_limit_burst" = "20" : "Burst allowed on each of login, signup and refresh before `auth_rate_limit_per_minute` applies.";
+    "login_backoff_after" = "5" : "Failed logins for one email before each further attempt must wait; 0 turns the backoff off.";
+    "login_backoff_initial" = "1s" : "The first wait after `login_backoff_after` failures; each further failure doubles it.";
+    "login_backoff_max" = "15m" : "The longest wait between login attempts for one email.";
+    "login_backoff_reset" = "24h" : "Failures for an email are forgotten after this long without a new failure (a successful login forgets them at once).";
+    "lockout_threshold" = "0" : "Consecutive failed logins that lock an existing account until an admin unlocks it (`portvakt user unlock`); 0 means never lock.";
+    "cors_origins" = "" : "Comma-separated origins allowed to call the API from a browser (`https://app.example.com`). Empty denies all; `*` allows any (refused in production).";
+    "cors_allow_credentials" = "false" : "Let browsers send cookies and credentials cross-origin; needs explicit `cors_origins`.";
+    "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
+    "hsts_max_age" = "730d" : "`Strict-Transport-Security` max-age sent on responses to https requests; 0 sends none.";
 }
 
 /// Where a value came from, for error messages.
@@ -178,6 +192,91 @@ impl FromStr for Span {
     }
 }
 
+/// A list of IP networks written as comma-separated CIDRs; a bare address is a network of one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetList(pub Vec<ipnet::IpNet>);
+
+impl NetList {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when some network in the list covers every address of its family.
+    pub fn covers_everything(&self) -> bool {
+        self.0.iter().any(|net| net.prefix_len() == 0)
+    }
+}
+
+impl FromStr for NetList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let net = match item.parse::<ipnet::IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => match item.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ipnet::IpNet::from(ip.to_canonical()),
+                    Err(_) => {
+                        return Err(format!(
+                            "`{item}` is not an IP address or CIDR network (e.g. 10.0.0.0/8)"
+                        ));
+                    }
+                },
+            };
+            nets.push(net);
+        }
+        Ok(NetList(nets))
+    }
+}
+
+/// The browser origins allowed to call the API cross-origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    None,
+    Any,
+    /// Serialized origins (`scheme://host[:port]`), as browsers send them in `Origin`.
+    List(Vec<String>),
+}
+
+impl FromStr for CorsOrigins {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let items: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Ok(CorsOrigins::None);
+        }
+        if items == ["*"] {
+            return Ok(CorsOrigins::Any);
+        }
+        let mut origins = Vec::with_capacity(items.len());
+        for item in items {
+            if item == "*" {
+                return Err("`*` cannot be combined with explicit origins".into());
+            }
+            let url = url::Url::parse(item).map_err(|_| {
+                format!("`{item}` is not an origin such as https://app.example.com")
+            })?;
+            let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+            if !matches!(url.scheme(), "http" | "https") || !bare || url.username() != "" {
+                return Err(format!(
+                    "`{item}` is not an origin: use scheme://host[:port] with nothing after it"
+                ));
+            }
+            origins.push(url.origin().ascii_serialization());
+        }
+        Ok(CorsOrigins::List(origins))
+    }
+}
+
 /// The parsed, typed configuration. Built only through [`Config::load`] or [`Config::from_pairs`],
 /// so every instance has passed the same checks.
 #[derive(Debug, Clone)]
@@ -212,6 +311,20 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    pub trusted_proxies: NetList,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub auth_rate_limit_per_minute: u32,
+    pub auth_rate_limit_burst: u32,
+    pub login_backoff_after: u32,
+    pub login_backoff_initial: Duration,
+    pub login_backoff_max: Duration,
+    pub login_backoff_reset: Duration,
+    pub lockout_threshold: u32,
+    pub cors_origins: CorsOrigins,
+    pub cors_allow_credentials: bool,
+    pub admin_allowed_networks: NetList,
+    pub hsts_max_age: Duration,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -482,6 +595,20 @@ impl Config {
         let header_read_timeout = s.span("header_read_timeout", Duration::from_millis(1));
         let max_connections = s.range::<usize>("max_connections", 1, 1_000_000);
         let shutdown_timeout = s.span("shutdown_timeout", Duration::ZERO);
+        let trusted_proxies = s.parse::<NetList>("trusted_proxies");
+        let rate_limit_per_second = s.range::<u32>("rate_limit_per_second", 0, 1_000_000);
+        let rate_limit_burst = s.range::<u32>("rate_limit_burst", 1, 1_000_000);
+        let auth_rate_limit_per_minute = s.range::<u32>("auth_rate_limit_per_minute", 0, 1_000_000);
+        let auth_rate_limit_burst = s.range::<u32>("auth_rate_limit_burst", 1, 1_000_000);
+        let login_backoff_after = s.range::<u32>("login_backoff_after", 0, 1_000_000);
+        let login_backoff_initial = s.span("login_backoff_initial", Duration::from_millis(1));
+        let login_backoff_max = s.span("login_backoff_max", Duration::from_millis(1));
+        let login_backoff_reset = s.span("login_backoff_reset", Duration::from_secs(1));
+        let lockout_threshold = s.range::<u32>("lockout_threshold", 0, 1_000_000);
+        let cors_origins = s.parse::<CorsOrigins>("cors_origins");
+        let cors_allow_credentials = s.parse::<bool>("cors_allow_credentials");
+        let admin_allowed_networks = s.parse::<NetList>("admin_allowed_networks");
+        let hsts_max_age = s.span("hsts_max_age", Duration::ZERO);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -493,6 +620,18 @@ impl Config {
             s.problems.push(format!(
                 "PORTVAKT_DB_POOL_MIN ({min}) is larger than PORTVAKT_DB_POOL_MAX ({max})"
             ));
+        }
+        if let (Some(CorsOrigins::Any), Some(true)) = (&cors_origins, cors_allow_credentials) {
+            s.problems.push(
+                "PORTVAKT_CORS_ALLOW_CREDENTIALS needs explicit PORTVAKT_CORS_ORIGINS: browsers refuse credentials with `*`, and reflecting any origin would hand every site the user's session".into(),
+            );
+        }
+        if let (Some(initial), Some(max)) = (login_backoff_initial, login_backoff_max)
+            && initial > max
+        {
+            s.problems.push(
+                "PORTVAKT_LOGIN_BACKOFF_INITIAL is longer than PORTVAKT_LOGIN_BACKOFF_MAX".into(),
+            );
         }
         if let Some(url) = &database_url
             && !(url.starts_with("postgres://")
@@ -571,6 +710,20 @@ impl Config {
             header_read_timeout: header_read_timeout.ok_or_else(missing)?,
             max_connections: max_connections.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
+            trusted_proxies: trusted_proxies.ok_or_else(missing)?,
+            rate_limit_per_second: rate_limit_per_second.ok_or_else(missing)?,
+            rate_limit_burst: rate_limit_burst.ok_or_else(missing)?,
+            auth_rate_limit_per_minute: auth_rate_limit_per_minute.ok_or_else(missing)?,
+            auth_rate_limit_burst: auth_rate_limit_burst.ok_or_else(missing)?,
+            login_backoff_after: login_backoff_after.ok_or_else(missing)?,
+            login_backoff_initial: login_backoff_initial.ok_or_else(missing)?,
+            login_backoff_max: login_backoff_max.ok_or_else(missing)?,
+            login_backoff_reset: login_backoff_reset.ok_or_else(missing)?,
+            lockout_threshold: lockout_threshold.ok_or_else(missing)?,
+            cors_origins: cors_origins.ok_or_else(missing)?,
+            cors_allow_credentials: cors_allow_credentials.ok_or_else(missing)?,
+            admin_allowed_networks: admin_allowed_networks.ok_or_else(missing)?,
+            hsts_max_age: hsts_max_age.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }
@@ -975,6 +1128,69 @@ impl Config {
                 "access_token_ttl",
                 format!("access tokens live {}s", self.access_token_ttl.as_secs()),
                 "",
+            ));
+        }
+
+        match &self.cors_origins {
+            CorsOrigins::Any => out.push(Finding::new(
+                bad,
+                "cors_origins",
+                "any website may call the API from a visitor's browser (`*`)",
+                "list the origins of your front ends in PORTVAKT_CORS_ORIGINS",
+            )),
+            CorsOrigins::None => out.push(Finding::new(
+                Level::Pass,
+                "cors_origins",
+                "no cross-origin browser access",
+                "",
+            )),
+            CorsOrigins::List(list) => out.push(Finding::new(
+                Level::Pass,
+                "cors_origins",
+                format!("cross-origin access for {}", list.join(", ")),
+                "",
+            )),
+        }
+        if self.cors_allow_credentials && self.cors_origins == CorsOrigins::None {
+            out.push(Finding::new(
+                Level::Warn,
+                "cors_allow_credentials",
+                "credentials are allowed but no origin is",
+                "set PORTVAKT_CORS_ORIGINS or drop PORTVAKT_CORS_ALLOW_CREDENTIALS",
+            ));
+        }
+        if self.trusted_proxies.covers_everything() {
+            out.push(Finding::new(
+                bad,
+                "trusted_proxies",
+                "every peer is trusted to name the client's IP, so anyone can dodge rate limits and the admin network list",
+                "list only your reverse proxies' addresses in PORTVAKT_TRUSTED_PROXIES",
+            ));
+        }
+        if self.rate_limit_per_second == 0 || self.auth_rate_limit_per_minute == 0 {
+            out.push(Finding::new(
+                Level::Warn,
+                "rate_limits",
+                "a per-IP rate limit is turned off",
+                "keep PORTVAKT_RATE_LIMIT_PER_SECOND and PORTVAKT_AUTH_RATE_LIMIT_PER_MINUTE above 0",
+            ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "rate_limits",
+                format!(
+                    "{}/s per IP, {}/min on login, signup and refresh",
+                    self.rate_limit_per_second, self.auth_rate_limit_per_minute
+                ),
+                "",
+            ));
+        }
+        if self.login_backoff_after == 0 {
+            out.push(Finding::new(
+                bad,
+                "login_backoff_after",
+                "failed logins are never slowed per account, so a password spray from many IPs is unhindered",
+                "set PORTVAKT_LOGIN_BACKOFF_AFTER (default 5)",
             ));
         }
 

@@ -53,6 +53,9 @@ pub enum AppError {
     /// The current password given to re-authenticate an action was wrong.
     #[error("wrong password")]
     WrongPassword,
+    /// Authenticated, but not allowed to do this.
+    #[error("forbidden")]
+    Forbidden,
     #[error("not found")]
     NotFound,
     #[error("conflict: {detail}")]
@@ -61,6 +64,12 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// Too many requests from this client, or too many failed logins for this account.
+    #[error("rate limited")]
+    RateLimited {
+        retry_after: std::time::Duration,
+        detail: &'static str,
+    },
     /// Password hashing is saturated; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
@@ -150,6 +159,11 @@ impl Problem {
 
     pub fn header(mut self, name: HeaderName, value: &'static str) -> Self {
         self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -252,10 +266,16 @@ impl AppError {
                 "wrong-password",
                 "The current password is wrong.",
             ),
+            AppError::Forbidden => Problem::for_status(S::FORBIDDEN),
             AppError::NotFound => Problem::for_status(S::NOT_FOUND),
             AppError::Conflict { slug, detail } => Problem::new(S::CONFLICT, slug, detail.clone()),
             AppError::PayloadTooLarge => Problem::for_status(S::PAYLOAD_TOO_LARGE),
             AppError::UnsupportedMediaType => Problem::for_status(S::UNSUPPORTED_MEDIA_TYPE),
+            AppError::RateLimited {
+                retry_after,
+                detail,
+            } => Problem::new(S::TOO_MANY_REQUESTS, "rate-limited", *detail)
+                .header_value(header::RETRY_AFTER, retry_after_seconds(*retry_after)),
             AppError::Overloaded => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -271,6 +291,13 @@ impl AppError {
             AppError::Internal(_) => Problem::for_status(S::INTERNAL_SERVER_ERROR),
         }
     }
+}
+
+/// `Retry-After` in whole seconds (RFC 9110 §10.2.3), rounded up so that a client that waits
+/// exactly that long is let through.
+fn retry_after_seconds(wait: std::time::Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 impl IntoResponse for AppError {

@@ -10,6 +10,7 @@
 #![deny(clippy::await_holding_lock)]
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -62,6 +62,12 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Lift the lockout of an account locked after repeated failed logins.
+    Unlock {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
                 log_ref.flush();
                 create_user(config, &email, name.as_deref(), admin, password_stdin).await
             }
+            Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
             Command::Check => check(&config),
             Command::Secret | Command::Config => Ok(()),
         }
@@ -170,6 +177,25 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         println!("database schema is current (version {after})");
     } else {
         println!("database migrated from version {before} to {after}");
+    }
+    Ok(())
+}
+
+async fn unlock_user(config: Config, email: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let app = AppState::build(config).await?;
+    let user = accounts::find_by_email(&app, &email)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
+        .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.as_str()))?;
+    let unlocked = accounts::unlock(&app, user.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    if unlocked {
+        println!("unlocked {} ({})", email.as_str(), user.id);
+    } else {
+        println!("{} ({}) was not locked", email.as_str(), user.id);
     }
     Ok(())
 }

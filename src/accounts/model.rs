@@ -114,6 +114,7 @@ pub struct User {
     pub password_hash: String,
     pub email_verified_at: Option<i64>,
     pub disabled_at: Option<i64>,
+    pub locked_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub roles: Vec<String>,

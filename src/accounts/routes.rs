@@ -13,7 +13,7 @@ use super::service::{self, NewAccount};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, FieldError};
-use crate::http::Json;
+use crate::http::{AuthRateLimit, Json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,6 +37,7 @@ struct SignupRequest {
 }
 
 async fn signup(
+    _limit: AuthRateLimit,
     State(app): State<AppState>,
     Json(req): Json<SignupRequest>,
 ) -> Result<impl IntoResponse, AppError> {

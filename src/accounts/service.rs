@@ -184,3 +184,29 @@ pub async fn change_password(
     })
     .await
 }
+
+/// Lifts a lockout (an admin's decision) and forgets this instance's backoff for the email.
+/// Returns false when the account was not locked; `NotFound` when there is no such account.
+pub async fn unlock(app: &AppState, id: UserId) -> Result<bool, AppError> {
+    let user = store::find_by_id(app.store.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let unlocked = app
+        .to_completion(move |app| async move {
+            let mut tx = app.store.begin_write().await?;
+            let unlocked = store::unlock(&mut tx, id, now_micros()).await?;
+            tx.commit().await?;
+            Ok(unlocked)
+        })
+        .await?;
+    app.backoff.clear(&user.email.to_lowercase()).await;
+    if unlocked {
+        tracing::info!(user_id = %id, "account unlocked");
+    }
+    Ok(unlocked)
+}
+
+/// The account with this email, if any.
+pub async fn find_by_email(app: &AppState, email: &Email) -> Result<Option<User>, AppError> {
+    Ok(store::find_by_email_key(app.store.pool(), email.key()).await?)
+}

@@ -5,8 +5,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::model::{User, UserId};
 
-const USER_COLUMNS: &str =
-    "id, email, name, password_hash, email_verified_at, disabled_at, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, name, password_hash, email_verified_at, disabled_at, locked_at, created_at, updated_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     let id: String = row.try_get("id")?;
@@ -18,6 +17,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         email_verified_at: row.try_get("email_verified_at")?,
         disabled_at: row.try_get("disabled_at")?,
+        locked_at: row.try_get("locked_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         roles: Vec::new(),
@@ -130,10 +130,48 @@ pub async fn record_login(
     id: UserId,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+    sqlx::query("UPDATE users SET last_login_at = $1, failed_logins = 0 WHERE id = $2")
         .bind(now)
         .bind(id.to_string())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Counts a failed login against an existing account and locks it when `threshold` (> 0)
+/// consecutive failures are reached. Returns true when this failure locked it.
+pub async fn record_failed_login(
+    conn: &mut AnyConnection,
+    id: UserId,
+    threshold: u32,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    if threshold == 0 {
+        return Ok(false);
+    }
+    let locked = sqlx::query(
+        "UPDATE users SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL AND failed_logins >= $3",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .bind(i64::from(threshold))
+    .execute(conn)
+    .await?;
+    Ok(locked.rows_affected() == 1)
+}
+
+/// Lifts a lockout and forgets the failures. Returns whether the account was locked.
+pub async fn unlock(conn: &mut AnyConnection, id: UserId, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET locked_at = NULL, failed_logins = 0, updated_at = $1 WHERE id = $2 AND locked_at IS NOT NULL",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -1,12 +1,14 @@
 //! Signing in: login, sessions with rotating refresh tokens, logout, access tokens and the
 //! `Caller` extractor that every authenticated route uses.
 
+pub mod backoff;
 pub mod caller;
 pub mod routes;
 pub mod service;
 pub mod sessions;
 pub mod tokens;
 
+pub use backoff::LoginBackoff;
 pub use caller::Caller;
 pub use routes::router;
 pub use sessions::SessionCache;

@@ -17,7 +17,7 @@ use crate::accounts::Email;
 use crate::accounts::routes::no_store;
 use crate::app::AppState;
 use crate::error::{AppError, FieldError};
-use crate::http::{ClientIp, Json, UserAgent};
+use crate::http::{AuthRateLimit, ClientIp, Json, UserAgent};
 use crate::store::rfc3339;
 
 pub fn router() -> Router<AppState> {
@@ -41,6 +41,7 @@ struct LoginRequest {
 }
 
 async fn login(
+    _limit: AuthRateLimit,
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
     UserAgent(ua): UserAgent,
@@ -73,6 +74,7 @@ struct RefreshRequest {
 }
 
 async fn refresh(
+    _limit: AuthRateLimit,
     State(app): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<impl IntoResponse, AppError> {

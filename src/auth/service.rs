@@ -4,6 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::backoff::Attempt;
 use super::sessions::{self, Rotation};
 use super::tokens::TokenError;
 use crate::accounts::{Email, UserId, store as accounts};
@@ -35,7 +36,9 @@ pub struct ClientInfo {
 }
 
 /// Checks the password and opens a session. Every failure (unknown email, wrong password,
-/// disabled account) is the same error after the same work: one password verification.
+/// disabled or locked account) is the same error after the same work: one password
+/// verification. Failures count towards the email's backoff whether or not it has an
+/// account, so neither the answer nor the limit tells which emails exist.
 #[tracing::instrument(skip_all)]
 pub async fn login(
     app: &AppState,
@@ -43,23 +46,46 @@ pub async fn login(
     password: SecretString,
     client: ClientInfo,
 ) -> Result<TokenPair, AppError> {
+    let attempt = app
+        .backoff
+        .admit(email.key())
+        .await
+        .map_err(|retry_after| AppError::RateLimited {
+            retry_after,
+            detail: "Too many failed logins for this account; see Retry-After.",
+        })?;
     let user = accounts::find_by_email_key(app.store.pool(), email.key()).await?;
     let Some(user) = user else {
         app.hasher.verify_dummy(password).await?;
-        tracing::info!(reason = "unknown_email", "login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(failed(attempt, None, "unknown_email").await);
     };
     let verified = app
         .hasher
         .verify(password.clone(), user.password_hash.clone())
         .await?;
     if !verified.matches {
-        tracing::info!(user_id = %user.id, reason = "wrong_password", "login failed");
-        return Err(AppError::InvalidCredentials);
+        let threshold = app.config.lockout_threshold;
+        let user_id = user.id;
+        let locked = app
+            .to_completion(move |app| async move {
+                let mut tx = app.store.begin_write().await?;
+                let locked =
+                    accounts::record_failed_login(&mut tx, user_id, threshold, now_micros())
+                        .await?;
+                tx.commit().await?;
+                Ok(locked)
+            })
+            .await?;
+        if locked {
+            tracing::warn!(user_id = %user.id, threshold, "account locked after repeated failed logins");
+        }
+        return Err(failed(attempt, Some(user.id), "wrong_password").await);
     }
     if user.disabled_at.is_some() {
-        tracing::info!(user_id = %user.id, reason = "disabled", "login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(failed(attempt, Some(user.id), "disabled").await);
+    }
+    if user.locked_at.is_some() {
+        return Err(failed(attempt, Some(user.id), "locked").await);
     }
     if verified.needs_rehash {
         rehash(app, user.id, password, user.password_hash.clone()).await;
@@ -77,6 +103,7 @@ pub async fn login(
     accounts::record_login(&mut tx, user.id, now_micros()).await?;
     let roles = roles::of_user(&mut *tx, user.id).await?;
     tx.commit().await?;
+    attempt.succeeded().await;
     tracing::info!(user_id = %user.id, session_id = %created.session_id, "login succeeded");
     pair(
         app,
@@ -85,6 +112,17 @@ pub async fn login(
         &roles,
         created.refresh_token,
     )
+}
+
+/// Counts a failed attempt and logs it; the answer is the same for every reason.
+async fn failed(attempt: Attempt, user: Option<UserId>, reason: &'static str) -> AppError {
+    let wait = attempt.failed().await;
+    let backoff_s = wait.map(|w| w.as_secs_f64());
+    match user {
+        Some(user_id) => tracing::info!(%user_id, reason, backoff_s, "login failed"),
+        None => tracing::info!(reason, backoff_s, "login failed"),
+    }
+    AppError::InvalidCredentials
 }
 
 /// Moves a hash made with older parameters to the current ones. Failure is harmless: the

@@ -1,5 +1,7 @@
-//! Who is on the other end of the connection: the client IP and user agent recorded on
-//! sessions.
+//! Who is on the other end: the client's IP address and whether it reached us over https,
+//! taking `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` into account only when the
+//! socket peer is one of the configured trusted proxies. Anything else could be forged by
+//! the client to dodge rate limits or the admin network list.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,8 +9,153 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 
-/// The client's IP address: the socket peer.
+use crate::config::NetList;
+
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Where a request came from, resolved once per request by the guard layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    pub ip: IpAddr,
+    /// The client used https: to us directly (TLS), or to a trusted proxy that said so.
+    pub https: bool,
+}
+
+/// Resolves the client behind `peer`. Walks the forwarding chain from the nearest hop
+/// outwards and stops at the first address that is not a trusted proxy: that is the
+/// client. Entries further left were written by whoever sent the request and prove nothing.
+pub fn resolve(peer: IpAddr, tls: bool, headers: &HeaderMap, trusted: &NetList) -> ClientAddr {
+    let peer = peer.to_canonical();
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return ClientAddr {
+            ip: peer,
+            https: tls,
+        };
+    }
+    let hops = forwarded_hops(headers);
+    let mut ip = peer;
+    for hop in hops.iter().rev() {
+        match hop.for_ip {
+            Some(next) => {
+                ip = next;
+                if !trusted.contains(next) {
+                    break;
+                }
+            }
+            // An obfuscated or unknown hop: nothing beyond it can be placed. Keep the last
+            // address we could vouch for.
+            None => break,
+        }
+    }
+    // The scheme is what the nearest proxy saw.
+    let https = tls
+        || match hops.last().and_then(|h| h.proto.as_deref()) {
+            Some(proto) => proto.eq_ignore_ascii_case("https"),
+            None => last_value(headers, &X_FORWARDED_PROTO)
+                .is_some_and(|p| p.eq_ignore_ascii_case("https")),
+        };
+    ClientAddr { ip, https }
+}
+
+/// One hop of a forwarding chain.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Hop {
+    for_ip: Option<IpAddr>,
+    proto: Option<String>,
+}
+
+/// The hops of `Forwarded` (RFC 7239) when present, else of `X-Forwarded-For`, in order from
+/// the original client to the nearest proxy. Several header lines form one list.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
+    let mut hops = Vec::new();
+    if headers.contains_key(&FORWARDED) {
+        for value in headers.get_all(&FORWARDED) {
+            let Ok(text) = value.to_str() else {
+                hops.push(Hop::default());
+                continue;
+            };
+            for element in split_outside_quotes(text, ',') {
+                let mut hop = Hop::default();
+                for pair in split_outside_quotes(element, ';') {
+                    let Some((name, value)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    let value = value.trim().trim_matches('"');
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "for" => hop.for_ip = parse_node(value),
+                        "proto" => hop.proto = Some(value.to_string()),
+                        _ => {}
+                    }
+                }
+                hops.push(hop);
+            }
+        }
+    } else {
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            let Ok(text) = value.to_str() else {
+                hops.push(Hop::default());
+                continue;
+            };
+            for item in text.split(',') {
+                hops.push(Hop {
+                    for_ip: parse_node(item.trim()),
+                    proto: None,
+                });
+            }
+        }
+    }
+    hops
+}
+
+/// Splits on `sep` except inside double quotes (RFC 7230 quoted-string).
+fn split_outside_quotes(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`,
+/// `[2001:db8::1]:4711`, or a bare IPv6 address (X-Forwarded-For). `unknown` and obfuscated
+/// identifiers (`_hidden`) are not addresses.
+fn parse_node(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    let inner = text.strip_prefix('[')?.split(']').next()?;
+    inner.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+fn last_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+}
+
+/// The client's IP address: as resolved by the guard layer, or the socket peer.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
@@ -16,13 +163,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(ClientIp(peer.to_canonical()))
+        Ok(ClientIp(client_ip(parts)))
     }
+}
+
+/// The client IP of a request whose parts are at hand.
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    if let Some(client) = parts.extensions.get::<ClientAddr>() {
+        return client.ip;
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// The `User-Agent` header, cut to a sane length and stripped of control characters.
@@ -43,5 +197,119 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
                 .collect::<String>()
         });
         Ok(UserAgent(ua.filter(|s| !s.is_empty())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn nets(s: &str) -> NetList {
+        s.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let c = resolve(ip("203.0.113.9"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(
+            c,
+            ClientAddr {
+                ip: ip("203.0.113.9"),
+                https: false
+            }
+        );
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets(""));
+        assert_eq!(c.ip, ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_the_scheme() {
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(
+            c,
+            ClientAddr {
+                ip: ip("198.51.100.7"),
+                https: true
+            }
+        );
+    }
+
+    #[test]
+    fn spoofed_entries_left_of_the_first_untrusted_hop_are_ignored() {
+        // The client sent "X-Forwarded-For: 1.1.1.1"; our two proxies appended to it.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.2")]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(c.ip, ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn forwarded_wins_over_x_forwarded_for_and_handles_ipv6_and_ports() {
+        let h = headers(&[
+            (
+                "forwarded",
+                r#"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711";proto=https"#,
+            ),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(
+            c,
+            ClientAddr {
+                ip: ip("2001:db8:cafe::17"),
+                https: true
+            }
+        );
+        let h = headers(&[("forwarded", "for=192.0.2.60:8080")]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8")).ip,
+            ip("192.0.2.60")
+        );
+    }
+
+    #[test]
+    fn an_unknown_hop_stops_the_walk_at_the_last_known_proxy() {
+        let h = headers(&[("forwarded", "for=198.51.100.7, for=_hidden")]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(c.ip, ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn several_header_lines_form_one_chain_and_mapped_v4_is_plain_v4() {
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-forwarded-for", "10.0.0.3"),
+        ]);
+        let c = resolve(ip("::ffff:10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        assert_eq!(c.ip, ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn quoted_separators_do_not_split() {
+        let parts: Vec<_> = split_outside_quotes(r#"a="x,y";b=1, c=2"#, ',').collect();
+        assert_eq!(parts, vec![r#"a="x,y";b=1"#, "c=2"]);
     }
 }

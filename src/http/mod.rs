@@ -3,11 +3,16 @@
 //! identity, and the server loop. Nothing here knows about a capability.
 
 pub mod client;
+pub mod cors;
 pub mod edge;
+pub mod guard;
+pub mod headers;
 pub mod json;
 pub mod problem;
+pub mod ratelimit;
 pub mod request_id;
 pub mod server;
 
 pub use client::{ClientIp, UserAgent};
 pub use json::Json;
+pub use ratelimit::{AuthRateLimit, RateLimits};

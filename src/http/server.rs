@@ -23,6 +23,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+/// Marks a request that arrived over TLS on our own listener (for HSTS).
+#[derive(Debug, Clone, Copy)]
+pub struct Tls;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,

@@ -4,6 +4,42 @@
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::accounts::UserId;
+use crate::error::AppError;
+use crate::store::Store;
+
+/// Permissions of API.md that admin routes require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    UsersRead,
+    UsersWrite,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::UsersRead => "users:read",
+            Permission::UsersWrite => "users:write",
+        }
+    }
+}
+
+/// Whether roles grant a permission. `admin` holds every permission; custom roles arrive
+/// with the roles API.
+pub fn grants(roles: &[String], _permission: Permission) -> bool {
+    roles.iter().any(|r| r == ADMIN)
+}
+
+/// Lets `user` through if its roles, read now from the database rather than from its
+/// token, grant `permission`: a demotion applies to admin actions at once.
+pub async fn require(store: &Store, user: UserId, permission: Permission) -> Result<(), AppError> {
+    let roles = of_user(store.pool(), user).await?;
+    if grants(&roles, permission) {
+        Ok(())
+    } else {
+        tracing::info!(permission = permission.as_str(), "admin action refused");
+        Err(AppError::Forbidden)
+    }
+}
 
 pub const ADMIN: &str = "admin";
 pub const USER: &str = "user";

@@ -141,6 +141,12 @@ pub async fn spawn_app_on(db: TestDatabase, settings: &[(&str, &str)]) -> TestAp
     let mut pairs: Vec<(String, String)> = vec![
         ("addr".into(), "127.0.0.1:0".into()),
         ("data_dir".into(), dir.path().display().to_string()),
+        // Suites log in and sign up far more often than a person would; the tests of the
+        // limits themselves set them back.
+        ("rate_limit_per_second".into(), "100000".into()),
+        ("rate_limit_burst".into(), "100000".into()),
+        ("auth_rate_limit_per_minute".into(), "100000".into()),
+        ("auth_rate_limit_burst".into(), "100000".into()),
     ];
     if let Some(url) = db.url() {
         pairs.push(("database_url".into(), url.to_string()));

@@ -1,0 +1,121 @@
+//! The guard in front of every route: resolves the client (trusted proxies), hides the admin
+//! API from networks outside the allow-list, applies the per-IP rate limit, and puts the
+//! security headers on whatever comes back.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use tower::{Layer, Service};
+
+use super::client::{self, ClientAddr};
+use super::headers::SecurityHeaders;
+use super::ratelimit::{RateLimits, Rule};
+use super::server::Tls;
+use crate::config::{Config, NetList};
+use crate::error::AppError;
+
+/// The admin API's path prefix, hidden from networks outside `admin_allowed_networks`.
+const ADMIN_PREFIX: &str = "/api/v1/admin";
+
+pub struct Guard {
+    trusted_proxies: NetList,
+    admin_networks: NetList,
+    limits: Arc<RateLimits>,
+    headers: SecurityHeaders,
+}
+
+impl Guard {
+    pub fn new(config: &Config, limits: Arc<RateLimits>) -> Guard {
+        Guard {
+            trusted_proxies: config.trusted_proxies.clone(),
+            admin_networks: config.admin_allowed_networks.clone(),
+            limits,
+            headers: SecurityHeaders::new(config.hsts_max_age),
+        }
+    }
+
+    /// Decides before the router runs; `Some` is the answer instead of it.
+    async fn screen(&self, client: ClientAddr, path: &str) -> Option<Response> {
+        let admin = path
+            .strip_prefix(ADMIN_PREFIX)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if admin && !self.admin_networks.is_empty() && !self.admin_networks.contains(client.ip) {
+            return Some(AppError::NotFound.into_response());
+        }
+        if !matches!(path, "/health" | "/ready" | "/metrics")
+            && let Err(retry_after) = self.limits.check(Rule::Global, client.ip).await
+        {
+            return Some(
+                AppError::RateLimited {
+                    retry_after,
+                    detail: "Too many requests from your address; see Retry-After.",
+                }
+                .into_response(),
+            );
+        }
+        None
+    }
+}
+
+#[derive(Clone)]
+pub struct GuardLayer(pub Arc<Guard>);
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> GuardService<S> {
+        GuardService {
+            guard: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GuardService<S> {
+    guard: Arc<Guard>,
+    inner: S,
+}
+
+impl<S> Service<Request> for GuardService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            let tls = request.extensions().get::<Tls>().is_some();
+            let client = client::resolve(peer, tls, request.headers(), &guard.trusted_proxies);
+            request.extensions_mut().insert(client);
+            let mut response = match guard.screen(client, request.uri().path()).await {
+                Some(refused) => refused,
+                None => match inner.call(request).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                },
+            };
+            guard.headers.apply(response.headers_mut(), client.https);
+            Ok(response)
+        })
+    }
+}
