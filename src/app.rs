@@ -25,6 +25,7 @@ use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
 use crate::http::guard::{Guard, GuardLayer};
+use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
@@ -247,6 +248,42 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     local_addr: SocketAddr,
+    tls: Option<NativeTls>,
+}
+
+/// The certificate being served and the SIGHUP task that reloads it.
+struct NativeTls {
+    store: Arc<CertStore>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    reloader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NativeTls {
+    fn drop(&mut self) {
+        if let Some(task) = &self.reloader {
+            task.abort();
+        }
+    }
+}
+
+impl NativeTls {
+    /// Loads the certificate before anything else is started, so a bad file stops the start
+    /// early with the file's name.
+    fn start(files: &crate::config::TlsFiles) -> anyhow::Result<NativeTls> {
+        let (store, summary) = CertStore::open(files.clone())?;
+        tls::log_certificate(&summary, "TLS certificate loaded");
+        let acceptor = store.acceptor()?;
+        #[cfg(unix)]
+        let reloader =
+            Some(tls::reload_on_sighup(store.clone()).context("cannot listen for SIGHUP")?);
+        #[cfg(not(unix))]
+        let reloader = None;
+        Ok(NativeTls {
+            store,
+            acceptor,
+            reloader,
+        })
+    }
 }
 
 impl Application {
@@ -254,6 +291,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let started = Instant::now();
         let addr = config.addr;
+        let tls = config.tls.as_ref().map(NativeTls::start).transpose()?;
         let state = AppState::build(config).await?;
         let listener = TcpListener::bind(addr)
             .await
@@ -261,6 +299,7 @@ impl Application {
         let local_addr = listener.local_addr()?;
         tracing::info!(
             addr = %local_addr,
+            tls = tls.is_some(),
             issuer = %state.config.issuer,
             env = %state.config.env,
             database = state.store.backend().name(),
@@ -271,6 +310,7 @@ impl Application {
             listener,
             state,
             local_addr,
+            tls,
         })
     }
 
@@ -286,6 +326,11 @@ impl Application {
         &self.state
     }
 
+    /// The certificate store when serving native TLS; `reload()` on it does what SIGHUP does.
+    pub fn tls(&self) -> Option<&Arc<CertStore>> {
+        self.tls.as_ref().map(|t| &t.store)
+    }
+
     /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let options = server::ServeOptions {
@@ -294,7 +339,17 @@ impl Application {
             shutdown_timeout: self.state.config.shutdown_timeout,
         };
         let store = self.state.store.clone();
-        server::serve(self.listener, router(self.state), options, shutdown).await;
+        let acceptor = self.tls.as_ref().map(|t| t.acceptor.clone());
+        server::serve(
+            self.listener,
+            router(self.state),
+            options,
+            acceptor,
+            shutdown,
+        )
+        .await;
+        // Stops the SIGHUP reloader.
+        drop(self.tls);
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())
             .await
             .is_err()

@@ -47,6 +47,8 @@ macro_rules! settings {
 settings! {
     "env" = "development" : "`development` or `production`. Production refuses to start with an unsafe setting (run `portvakt check`).";
     "addr" = "127.0.0.1:8080" : "Listen address (host:port).";
+    "tls_cert" = "" : "PEM file with the certificate chain (leaf first) to serve HTTPS natively; needs `PORTVAKT_TLS_KEY` too. Empty means plain HTTP, for use behind a TLS-terminating proxy. Re-read on SIGHUP.";
+    "tls_key" = "" : "PEM file with the private key of `PORTVAKT_TLS_CERT` (PKCS#8, RSA or SEC1). Readable by the service's user only. Re-read on SIGHUP.";
     "data_dir" = "./data" : "Directory for the SQLite database and, in development, the generated secret key.";
     "database_url" = "" : "`postgres://user:pass@host/db` for PostgreSQL; empty means SQLite at `<data_dir>/portvakt.db`. `PORTVAKT_DATABASE_URL_FILE` reads it from a file.";
     "secret_key" = "" : "At least 32 random bytes, hex or base64 (`portvakt secret` prints one). Encrypts signing keys at rest. Required in production; generated into the data dir in development. `PORTVAKT_SECRET_KEY_FILE` reads it from a file.";
@@ -71,7 +73,7 @@ settings! {
     "token_cache_size" = "100000" : "Verified access tokens remembered (each is verified once, then checked against its session).";
     "max_body_bytes" = "65536" : "Largest accepted request body; larger bodies get 413.";
     "request_timeout" = "30s" : "Requests taking longer are answered with 408.";
-    "header_read_timeout" = "10s" : "A client must send its request headers within this time.";
+    "header_read_timeout" = "10s" : "A client must send its request headers within this time (and, with native TLS, first complete the handshake within it).";
     "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
     "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
     "trusted_proxies" = "" : "Comma-separated CIDRs of reverse proxies whose `Forwarded`/`X-Forwarded-For` and `X-Forwarded-Proto` are believed (e.g. `10.0.0.0/8,127.0.0.1/32`). Empty: the socket peer is the client.";
@@ -283,6 +285,8 @@ impl FromStr for CorsOrigins {
 pub struct Config {
     pub env: Environment,
     pub addr: SocketAddr,
+    /// Native TLS, when configured; otherwise plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub secret_key: Option<SecretString>,
@@ -327,6 +331,13 @@ pub struct Config {
     pub hsts_max_age: Duration,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
+}
+
+/// The PEM files native TLS is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Raw text values by key, each remembering where it came from.
@@ -613,6 +624,27 @@ impl Config {
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
         let issuer_text = s.text("issuer");
+        let tls = match (s.text("tls_cert"), s.text("tls_key")) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            (cert, _) => {
+                let (set, unset) = if cert.is_some() {
+                    ("tls_cert", "tls_key")
+                } else {
+                    ("tls_key", "tls_cert")
+                };
+                let (_, origin) = s.raw(set);
+                s.problems.push(format!(
+                    "{} ({origin}) is set but {} is not: native TLS needs both the certificate and the key file (or neither, behind a TLS-terminating proxy)",
+                    env_name(set),
+                    env_name(unset)
+                ));
+                None
+            }
+        };
 
         if let (Some(min), Some(max)) = (db_pool_min, db_pool_max)
             && min > max
@@ -652,7 +684,7 @@ impl Config {
                     None
                 }
             },
-            (None, Some(addr)) => Some(default_issuer(addr)),
+            (None, Some(addr)) => Some(default_issuer(addr, tls.is_some())),
             (None, None) => None,
         };
 
@@ -682,6 +714,7 @@ impl Config {
         Ok(Config {
             env: env.ok_or_else(missing)?,
             addr: addr.ok_or_else(missing)?,
+            tls,
             data_dir,
             database_url: SecretString::from(database_url),
             secret_key,
@@ -749,7 +782,8 @@ impl Config {
     }
 }
 
-fn default_issuer(addr: SocketAddr) -> String {
+fn default_issuer(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let host = if addr.ip().is_unspecified() {
         "localhost".to_string()
     } else {
@@ -757,9 +791,9 @@ fn default_issuer(addr: SocketAddr) -> String {
     };
     match addr {
         SocketAddr::V6(_) if !addr.ip().is_unspecified() => {
-            format!("http://[{host}]:{}", addr.port())
+            format!("{scheme}://[{host}]:{}", addr.port())
         }
-        _ => format!("http://{host}:{}", addr.port()),
+        _ => format!("{scheme}://{host}:{}", addr.port()),
     }
 }
 
@@ -1004,7 +1038,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(
+    pub fn new(
         level: Level,
         item: &'static str,
         message: impl Into<String>,
@@ -1207,6 +1241,8 @@ impl Config {
             ));
         }
 
+        out.extend(self.tls_findings());
+
         if self.is_postgres() {
             out.push(Finding::new(
                 Level::Pass,
@@ -1229,6 +1265,65 @@ impl Config {
                 "settings",
                 w.clone(),
                 "remove or correct the variable",
+            ));
+        }
+        out
+    }
+}
+
+impl Config {
+    /// Native TLS files: present and readable (a `Fail` in any environment, since the service
+    /// could not start), and the key not readable by others. Whether the pair is usable is
+    /// checked by loading it, which `portvakt check` does as well.
+    fn tls_findings(&self) -> Vec<Finding> {
+        let Some(files) = &self.tls else {
+            return vec![Finding::new(
+                Level::Pass,
+                "tls",
+                "plain HTTP (native TLS is off; terminate TLS at a proxy)",
+                "",
+            )];
+        };
+        let mut out = Vec::new();
+        for (setting, path) in [
+            ("PORTVAKT_TLS_CERT", &files.cert),
+            ("PORTVAKT_TLS_KEY", &files.key),
+        ] {
+            if let Err(e) = std::fs::File::open(path) {
+                out.push(Finding::new(
+                    Level::Fail,
+                    "tls",
+                    format!("cannot read {setting} file {}: {e}", path.display()),
+                    format!("point {setting} at a readable PEM file"),
+                ));
+            }
+        }
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&files.key) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                out.push(Finding::new(
+                    Level::Warn,
+                    "tls",
+                    format!(
+                        "the TLS key file {} is accessible to group or others (mode {mode:03o})",
+                        files.key.display()
+                    ),
+                    format!("chmod 600 {}", files.key.display()),
+                ));
+            }
+        }
+        if out.is_empty() {
+            out.push(Finding::new(
+                Level::Pass,
+                "tls",
+                format!(
+                    "native TLS from {} and {}",
+                    files.cert.display(),
+                    files.key.display()
+                ),
+                "",
             ));
         }
         out
@@ -1271,6 +1366,70 @@ mod guard_tests {
             ]))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_then_defaults_the_issuer_to_https() {
+        let err = Config::from_pairs([("tls_cert", "cert.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PORTVAKT_TLS_CERT (explicit setting) is set but PORTVAKT_TLS_KEY is not"),
+            "{err}"
+        );
+        let err = Config::from_pairs([("tls_key", "key.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PORTVAKT_TLS_KEY (explicit setting) is set but PORTVAKT_TLS_CERT"),
+            "{err}"
+        );
+        let c = Config::from_pairs([("tls_cert", "c.pem"), ("tls_key", "k.pem")]).unwrap();
+        assert_eq!(c.issuer, "https://127.0.0.1:8080");
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("k.pem"));
+        assert!(Config::from_pairs::<&str, &str>([]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn unreadable_tls_files_fail_everywhere_and_an_exposed_key_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "x").unwrap();
+        let c = Config::from_pairs([
+            ("tls_cert", cert.display().to_string()),
+            ("tls_key", key.display().to_string()),
+        ])
+        .unwrap();
+        let tls: Vec<_> = c
+            .findings()
+            .into_iter()
+            .filter(|f| f.item == "tls")
+            .collect();
+        assert_eq!(tls.len(), 1);
+        assert_eq!(tls[0].level, Level::Fail);
+        assert!(tls[0].message.contains("PORTVAKT_TLS_KEY") && tls[0].message.contains("key.pem"));
+
+        std::fs::write(&key, "x").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let tls: Vec<_> = c
+                .findings()
+                .into_iter()
+                .filter(|f| f.item == "tls")
+                .collect();
+            assert_eq!(tls.len(), 1);
+            assert_eq!(tls[0].level, Level::Warn);
+            assert!(tls[0].message.contains("640"), "{}", tls[0].message);
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let tls: Vec<_> = c
+            .findings()
+            .into_iter()
+            .filter(|f| f.item == "tls")
+            .collect();
+        assert_eq!(tls[0].level, Level::Pass);
     }
 
     #[test]

@@ -156,8 +156,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .iter()
             .map(|f| format!("  - {}: {} (fix: {})", f.item, f.message, f.fix))
             .collect();
+        let setting = if config.is_production() {
+            "in production with an unsafe configuration"
+        } else {
+            "with a broken configuration"
+        };
         anyhow::bail!(
-            "refusing to start in production with an unsafe configuration:\n{}\nRun `portvakt check` for the full report.",
+            "refusing to start {setting}:\n{}\nRun `portvakt check` for the full report.",
             lines.join("\n")
         );
     }
@@ -270,7 +275,15 @@ fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
 }
 
 fn check(config: &Config) -> anyhow::Result<()> {
-    let findings = config.findings();
+    let mut findings = config.findings();
+    // Load the certificate as `serve` would, unless its files are already known unreadable.
+    if let Some(files) = &config.tls
+        && !findings
+            .iter()
+            .any(|f| f.item == "tls" && f.level == Level::Fail)
+    {
+        findings.push(portvakt::http::tls::certificate_finding(files));
+    }
     for f in &findings {
         let fix = if f.fix.is_empty() || f.level == Level::Pass {
             String::new()

@@ -1,6 +1,6 @@
 //! HTTP plumbing shared by every capability: request ids, the request context and log line,
 //! problem rendering for errors we did not produce ourselves, our `Json` extractor, client
-//! identity, and the server loop. Nothing here knows about a capability.
+//! identity, the server loop and its TLS. Nothing here knows about a capability.
 
 pub mod client;
 pub mod cors;
@@ -12,6 +12,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod server;
+pub mod tls;
 
 pub use client::{ClientIp, UserAgent};
 pub use json::Json;

@@ -3,9 +3,12 @@
 //! for every request, and a graceful shutdown that lets in-flight requests finish and then
 //! stops whatever is left at the deadline.
 //!
+//! With native TLS the handshake runs in the connection's own task, after its slot is taken
+//! and under the header read timeout, so a slow or silent client delays nobody else.
+//!
 //! HTTP/2 is not offered in cleartext: protocol sniffing has no timer of its own, so a
-//! client could hold a connection slot forever by sending nothing; TLS with ALPN is where h2
-//! belongs.
+//! client could hold a connection slot forever by sending nothing. Over TLS, ALPN offers
+//! `http/1.1` only, for now.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,13 +21,17 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// Marks a request that arrived over TLS on our own listener (for HSTS).
-#[derive(Debug, Clone, Copy)]
+/// Request extension, beside `ConnectInfo`, on every request that arrived over native TLS,
+/// so that middleware can tell (for HSTS, for instance). Requests that a TLS-terminating
+/// proxy forwarded do not carry it; whether to believe such a proxy is a separate decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tls;
 
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +41,14 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets open
-/// requests finish for up to `shutdown_timeout`, and aborts the connections still open.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves, then
+/// stops accepting, lets open requests finish for up to `shutdown_timeout`, and aborts the
+/// connections still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     options: ServeOptions,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -78,32 +87,28 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                request
-            });
-        let connection = http
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
-        let mut stopping = stopping.clone();
+        let (http, app, tls, mut stopping) =
+            (http.clone(), app.clone(), tls.clone(), stopping.clone());
+        let handshake_timeout = options.header_read_timeout;
         connections.spawn(async move {
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                    // Finish the request in flight, if any, then close.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let _permit = permit;
+            let Some(acceptor) = tls else {
+                serve_connection(&http, stream, app, peer, false, &mut stopping).await;
+                return;
             };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+            let handshake = tokio::select! {
+                handshake = handshake => handshake,
+                // Nothing was asked of us yet: no request to finish.
+                () = stopped(&mut stopping) => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    serve_connection(&http, stream, app, peer, true, &mut stopping).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-            drop(permit);
         });
     }
 
@@ -127,6 +132,47 @@ pub async fn serve(
     } else {
         tracing::info!("all connections closed");
     }
+}
+
+/// Serves HTTP/1.1 on one accepted connection until the client is done or shutdown begins.
+async fn serve_connection<I>(
+    http: &http1::Builder,
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    tls: bool,
+    stopping: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut request: axum::http::Request<Incoming>| {
+        let extensions = request.extensions_mut();
+        extensions.insert(ConnectInfo::<SocketAddr>(peer));
+        if tls {
+            extensions.insert(Tls);
+        }
+        request
+    });
+    let connection = http
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(stopping) => {
+            // Finish the request in flight, if any, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// Resolves once shutdown has begun.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -15,7 +15,7 @@ use crate::helpers::{OTHER_PASSWORD, PASSWORD};
 const STRONG_SECRET: &str = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
 
 /// `portvakt` in a scratch directory with a clean environment.
-fn portvakt(dir: &Path) -> Command {
+pub(crate) fn portvakt(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
     cmd.current_dir(dir);
     for (key, _) in std::env::vars() {
@@ -27,15 +27,15 @@ fn portvakt(dir: &Path) -> Command {
 }
 
 /// A `portvakt serve` child whose stdout lines are collected.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Server {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = portvakt(dir);
         cmd.arg("serve")
             .env("PORTVAKT_ADDR", "127.0.0.1:0")
@@ -74,7 +74,7 @@ impl Server {
     }
 
     /// Reads log lines until one has `message`; returns it parsed.
-    fn wait_for(&mut self, message: &str) -> Value {
+    pub(crate) fn wait_for(&mut self, message: &str) -> Value {
         loop {
             let line = self
                 .lines
@@ -89,11 +89,16 @@ impl Server {
         }
     }
 
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends `signal` (a `libc::SIG*`) to the server.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         // SAFETY: sending a signal to our own child process.
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(self.child.id() as libc::pid_t, signal);
         }
+    }
+
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
         let status = self.child.wait().expect("portvakt exits");
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
             self.seen.push(line);

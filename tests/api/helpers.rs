@@ -156,10 +156,15 @@ pub async fn spawn_app_on(db: TestDatabase, settings: &[(&str, &str)]) -> TestAp
         pairs.push((k.to_string(), v.to_string()));
     }
     let config = Config::from_pairs(pairs).expect("valid test configuration");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let app = Application::build(config)
         .await
         .expect("the application starts");
-    let base = format!("http://{}", app.local_addr());
+    let base = format!("{scheme}://{}", app.local_addr());
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {

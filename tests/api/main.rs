@@ -11,4 +11,5 @@ mod ops;
 mod password;
 mod refresh;
 mod sessions;
+mod tls;
 mod tokens;
