@@ -17,6 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::accounts::{self, PasswordPolicy, ProfileCache};
+use crate::audit::Audit;
 use crate::auth::{self, SessionCache, TokenService};
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
@@ -41,6 +42,7 @@ pub struct AppInner {
     pub sessions: Arc<SessionCache>,
     pub profiles: Arc<ProfileCache>,
     pub policy: PasswordPolicy,
+    pub audit: Arc<Audit>,
 }
 
 impl Deref for AppState {
@@ -85,6 +87,7 @@ impl AppState {
             );
         }
         let master = Arc::new(MasterKey::new(&secret_key));
+        let audit = Arc::new(Audit::new(&master));
         let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
 
         let hasher = PasswordHasher::start(HashSettings {
@@ -139,6 +142,7 @@ impl AppState {
             sessions,
             profiles,
             policy,
+            audit,
         })))
     }
 }
@@ -253,7 +257,13 @@ impl Application {
             shutdown_timeout: self.state.config.shutdown_timeout,
         };
         let store = self.state.store.clone();
+        let housekeeping = crate::audit::prune::spawn_maintenance(
+            store.clone(),
+            self.state.audit.clone(),
+            self.state.config.audit_retention_days,
+        );
         server::serve(self.listener, router(self.state), options, shutdown).await;
+        housekeeping.abort();
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())
             .await
             .is_err()

@@ -74,6 +74,7 @@ settings! {
     "header_read_timeout" = "10s" : "A client must send its request headers within this time.";
     "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
     "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
+    "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
 }
 
 /// Where a value came from, for error messages.
@@ -212,6 +213,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    pub audit_retention_days: u32,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -482,6 +484,7 @@ impl Config {
         let header_read_timeout = s.span("header_read_timeout", Duration::from_millis(1));
         let max_connections = s.range::<usize>("max_connections", 1, 1_000_000);
         let shutdown_timeout = s.span("shutdown_timeout", Duration::ZERO);
+        let audit_retention_days = s.range::<u32>("audit_retention_days", 0, 36_500);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -571,6 +574,7 @@ impl Config {
             header_read_timeout: header_read_timeout.ok_or_else(missing)?,
             max_connections: max_connections.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
+            audit_retention_days: audit_retention_days.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

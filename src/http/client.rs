@@ -1,5 +1,5 @@
 //! Who is on the other end of the connection: the client IP and user agent recorded on
-//! sessions.
+//! sessions and audit entries.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,5 +43,25 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
                 .collect::<String>()
         });
         Ok(UserAgent(ua.filter(|s| !s.is_empty())))
+    }
+}
+
+/// Where a request comes from, as sessions and audit entries record it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let UserAgent(user_agent) = UserAgent::from_request_parts(parts, state).await?;
+        Ok(ClientInfo {
+            ip: ip.to_string(),
+            user_agent,
+        })
     }
 }

@@ -9,5 +9,5 @@ pub mod problem;
 pub mod request_id;
 pub mod server;
 
-pub use client::{ClientIp, UserAgent};
+pub use client::{ClientInfo, ClientIp, UserAgent};
 pub use json::Json;
