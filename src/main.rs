@@ -202,6 +202,7 @@ async fn create_user(
             password,
         },
         &roles_to_add,
+        None,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;

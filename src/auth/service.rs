@@ -8,6 +8,7 @@ use super::sessions::{self, Rotation};
 use super::tokens::TokenError;
 use crate::accounts::{Email, UserId, store as accounts};
 use crate::app::AppState;
+use crate::audit::{Action, Entry};
 use crate::error::AppError;
 use crate::roles;
 use crate::store::now_micros;
@@ -28,11 +29,7 @@ pub struct TokenPair {
     pub session_id: String,
 }
 
-/// Where a login comes from, recorded on the session.
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: Option<String>,
-}
+pub use crate::http::ClientInfo;
 
 /// Checks the password and opens a session. Every failure (unknown email, wrong password,
 /// disabled account) is the same error after the same work: one password verification.
@@ -46,20 +43,17 @@ pub async fn login(
     let user = accounts::find_by_email_key(app.store.pool(), email.key()).await?;
     let Some(user) = user else {
         app.hasher.verify_dummy(password).await?;
-        tracing::info!(reason = "unknown_email", "login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(login_failed(app, &client, "unknown_email", None, email).await);
     };
     let verified = app
         .hasher
         .verify(password.clone(), user.password_hash.clone())
         .await?;
     if !verified.matches {
-        tracing::info!(user_id = %user.id, reason = "wrong_password", "login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(login_failed(app, &client, "wrong_password", Some(user.id), email).await);
     }
     if user.disabled_at.is_some() {
-        tracing::info!(user_id = %user.id, reason = "disabled", "login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(login_failed(app, &client, "disabled", Some(user.id), email).await);
     }
     if verified.needs_rehash {
         rehash(app, user.id, password, user.password_hash.clone()).await;
@@ -76,8 +70,13 @@ pub async fn login(
     .await?;
     accounts::record_login(&mut tx, user.id, now_micros()).await?;
     let roles = roles::of_user(&mut *tx, user.id).await?;
+    let entry = Entry::new(Action::Login)
+        .actor(user.id)
+        .target("session", created.session_id)
+        .client(&client);
+    let audit_id = app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
-    tracing::info!(user_id = %user.id, session_id = %created.session_id, "login succeeded");
+    tracing::info!(user_id = %user.id, session_id = %created.session_id, %audit_id, "login succeeded");
     pair(
         app,
         user.id,
@@ -85,6 +84,48 @@ pub async fn login(
         &roles,
         created.refresh_token,
     )
+}
+
+/// Records a failed login and returns the one error every failure gets. Nobody was
+/// authenticated, so the actor is the system. An unknown email is kept as personal data of
+/// the entry (erasable, visible only to audit readers), never as its target, and never in
+/// what the client sees; the password is never kept at all.
+async fn login_failed(
+    app: &AppState,
+    client: &ClientInfo,
+    reason: &'static str,
+    user: Option<UserId>,
+    email: &Email,
+) -> AppError {
+    let entry = Entry::new(Action::LoginFailed)
+        .failure()
+        .client(client)
+        .detail("reason", reason);
+    let entry = match user {
+        Some(id) => entry.target("user", id),
+        None => entry.personal("email", email.as_str()),
+    };
+    // Written even if the client hangs up now: a guesser must not be able to skip the record.
+    let recorded = app
+        .to_completion(move |app| async move {
+            let mut tx = app.store.begin_write().await?;
+            let audit_id = app.audit.record(&mut tx, entry).await?;
+            tx.commit().await?;
+            Ok(audit_id)
+        })
+        .await;
+    match recorded {
+        Ok(audit_id) => {
+            match user {
+                Some(id) => tracing::info!(user_id = %id, reason, %audit_id, "login failed"),
+                None => tracing::info!(reason, %audit_id, "login failed"),
+            }
+            AppError::InvalidCredentials
+        }
+        // The attempt is refused either way; if it could not be recorded, the client learns
+        // that the service is unwell, which reveals nothing about the account.
+        Err(e) => e,
+    }
 }
 
 /// Moves a hash made with older parameters to the current ones. Failure is harmless: the
@@ -103,17 +144,27 @@ async fn rehash(app: &AppState, user: UserId, password: SecretString, old: Strin
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn refresh(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
+pub async fn refresh(
+    app: &AppState,
+    presented: &SecretString,
+    client: ClientInfo,
+) -> Result<TokenPair, AppError> {
     let presented = presented.clone();
-    app.to_completion(move |app| async move { rotate(&app, &presented).await })
+    app.to_completion(move |app| async move { rotate(&app, &presented, &client).await })
         .await
 }
 
-async fn rotate(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
+async fn rotate(
+    app: &AppState,
+    presented: &SecretString,
+    client: &ClientInfo,
+) -> Result<TokenPair, AppError> {
     match sessions::rotate(
         &app.store,
+        &app.audit,
         presented.expose_secret(),
         app.config.refresh_token_ttl,
+        client,
     )
     .await?
     {
@@ -128,9 +179,10 @@ async fn rotate(app: &AppState, presented: &SecretString) -> Result<TokenPair, A
         Rotation::Reused {
             user_id,
             session_id,
+            audit_id,
         } => {
             app.sessions.forget(&[session_id]);
-            tracing::warn!(user_id = %user_id, session_id = %session_id, "refresh token reused; session revoked");
+            tracing::warn!(user_id = %user_id, session_id = %session_id, %audit_id, "refresh token reused; session revoked");
             Err(invalid_refresh())
         }
         Rotation::Rejected => Err(invalid_refresh()),
@@ -144,22 +196,42 @@ fn invalid_refresh() -> AppError {
     }
 }
 
+/// How a user ends one of their sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The current session, by logging out.
+    Logout,
+    /// Any of their sessions, from the session list.
+    Revoke,
+}
+
 /// Ends one session of `user`. Returns false when there was no such live session.
 pub async fn end_session(
     app: &AppState,
     user: UserId,
     session: Uuid,
-    reason: &'static str,
+    ending: Ending,
+    client: ClientInfo,
 ) -> Result<bool, AppError> {
+    let (reason, action) = match ending {
+        Ending::Logout => ("logout", Action::Logout),
+        Ending::Revoke => ("revoked_by_user", Action::SessionRevoked),
+    };
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
         let revoked = sessions::revoke_in(&app.store, &mut tx, session, Some(user), reason).await?;
-        tx.commit().await?;
-        if revoked {
-            app.sessions.forget(&[session]);
-            tracing::info!(user_id = %user, session_id = %session, reason, "session ended");
+        if !revoked {
+            return Ok(false);
         }
-        Ok(revoked)
+        let entry = Entry::new(action)
+            .actor(user)
+            .target("session", session)
+            .client(&client);
+        let audit_id = app.audit.record(&mut tx, entry).await?;
+        tx.commit().await?;
+        app.sessions.forget(&[session]);
+        tracing::info!(user_id = %user, session_id = %session, reason, %audit_id, "session ended");
+        Ok(true)
     })
     .await
 }
