@@ -17,6 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::accounts::{self, PasswordPolicy, ProfileCache};
+use crate::audit::Audit;
 use crate::auth::backoff::BackoffRules;
 use crate::auth::{self, LoginBackoff, SessionCache, TokenService};
 use crate::config::Config;
@@ -46,6 +47,7 @@ pub struct AppInner {
     pub policy: PasswordPolicy,
     pub limits: Arc<RateLimits>,
     pub backoff: LoginBackoff,
+    pub audit: Arc<Audit>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -96,6 +98,7 @@ impl AppState {
             );
         }
         let master = Arc::new(MasterKey::new(&secret_key));
+        let audit = Arc::new(Audit::new(&master));
         let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
 
         let hasher = PasswordHasher::start(HashSettings {
@@ -154,6 +157,7 @@ impl AppState {
             policy,
             limits,
             backoff,
+            audit,
         }));
         spawn_housekeeping(&state);
         Ok(state)
@@ -340,6 +344,11 @@ impl Application {
         };
         let store = self.state.store.clone();
         let acceptor = self.tls.as_ref().map(|t| t.acceptor.clone());
+        let housekeeping = crate::audit::prune::spawn_maintenance(
+            store.clone(),
+            self.state.audit.clone(),
+            self.state.config.audit_retention_days,
+        );
         server::serve(
             self.listener,
             router(self.state),
@@ -348,6 +357,7 @@ impl Application {
             shutdown,
         )
         .await;
+        housekeeping.abort();
         // Stops the SIGHUP reloader.
         drop(self.tls);
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())

@@ -90,6 +90,7 @@ settings! {
     "cors_allow_credentials" = "false" : "Let browsers send cookies and credentials cross-origin; needs explicit `cors_origins`.";
     "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
     "hsts_max_age" = "730d" : "`Strict-Transport-Security` max-age sent on responses to https requests; 0 sends none.";
+    "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
 }
 
 /// Where a value came from, for error messages.
@@ -329,6 +330,7 @@ pub struct Config {
     pub cors_allow_credentials: bool,
     pub admin_allowed_networks: NetList,
     pub hsts_max_age: Duration,
+    pub audit_retention_days: u32,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -620,6 +622,7 @@ impl Config {
         let cors_allow_credentials = s.parse::<bool>("cors_allow_credentials");
         let admin_allowed_networks = s.parse::<NetList>("admin_allowed_networks");
         let hsts_max_age = s.span("hsts_max_age", Duration::ZERO);
+        let audit_retention_days = s.range::<u32>("audit_retention_days", 0, 36_500);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -757,6 +760,7 @@ impl Config {
             cors_allow_credentials: cors_allow_credentials.ok_or_else(missing)?,
             admin_allowed_networks: admin_allowed_networks.ok_or_else(missing)?,
             hsts_max_age: hsts_max_age.ok_or_else(missing)?,
+            audit_retention_days: audit_retention_days.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

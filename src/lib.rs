@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod crypto;

@@ -1,4 +1,5 @@
-//! The `portvakt` command line: serve, migrate, manage users, check the configuration.
+//! The `portvakt` command line: serve, migrate, manage users, check the configuration,
+//! verify and prune the audit log.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -7,7 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portvakt::accounts::service::{self as accounts, NewAccount};
 use portvakt::accounts::{Email, Name};
-use portvakt::config::{Config, Level, SETTINGS};
+use portvakt::audit::{self, Audit, VerifyError};
+use portvakt::config::{Config, Level, SETTINGS, Span};
+use portvakt::crypto::secret::{self, MasterKey};
+use portvakt::store::{Store, micros_after, now_micros};
 use portvakt::telemetry::{self, Sink};
 use portvakt::{AppState, Application, roles};
 use secrecy::SecretString;
@@ -39,6 +43,9 @@ enum Command {
     User(UserCommand),
     /// Check the configuration for production readiness; exits non-zero on any failure.
     Check,
+    /// Verify or prune the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a new random secret key for PORTVAKT_SECRET_KEY.
     Secret,
     /// Print every setting with its default, as a .env file.
@@ -67,6 +74,20 @@ enum UserCommand {
         /// The account's email address.
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain from the signed checkpoint to the signed head; name the first
+    /// entry that was altered or removed and exit 1, or print a summary.
+    Verify,
+    /// Delete entries older than PORTVAKT_AUDIT_RETENTION_DAYS now (`serve` does it hourly),
+    /// moving the signed checkpoint so that the rest still verifies.
+    Prune {
+        /// Delete entries older than this instead (e.g. `90d`, `12h`, `30s`).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<Span>,
     },
 }
 
@@ -131,6 +152,10 @@ fn main() -> ExitCode {
             }
             Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
             Command::Check => check(&config),
+            Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
+            Command::Audit(AuditCommand::Prune { older_than }) => {
+                audit_prune(&config, older_than).await
+            }
             Command::Secret | Command::Config => Ok(()),
         }
     });
@@ -193,7 +218,7 @@ async fn unlock_user(config: Config, email: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
         .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.as_str()))?;
-    let unlocked = accounts::unlock(&app, user.id)
+    let unlocked = accounts::unlock(&app, user.id, None, None)
         .await
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
     app.store.close().await;
@@ -233,6 +258,7 @@ async fn create_user(
             password,
         },
         &roles_to_add,
+        None,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
@@ -244,6 +270,74 @@ async fn create_user(
     );
     app.store.close().await;
     Ok(())
+}
+
+/// The database and the audit log's signing key, without the rest of a server.
+async fn open_audit(config: &Config) -> anyhow::Result<(Store, Audit)> {
+    let store = Store::connect(config).await?;
+    let applied = store.applied_schema_version().await?;
+    let latest = store.latest_schema_version();
+    anyhow::ensure!(
+        applied == latest,
+        "the database schema is at version {applied} and this binary's at {latest}: run `portvakt migrate` with the newer of the two"
+    );
+    let (secret_key, _) = secret::resolve(config)?;
+    Ok((store, Audit::new(&MasterKey::new(&secret_key))))
+}
+
+async fn audit_verify(config: &Config) -> anyhow::Result<()> {
+    let (store, audit) = open_audit(config).await?;
+    let result = audit::verify(&store, &audit).await;
+    store.close().await;
+    match result {
+        Ok(r) => {
+            let pruned = if r.pruned_through > 0 {
+                format!(
+                    " (entries up to {} pruned behind a valid checkpoint)",
+                    r.pruned_through
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "audit log OK: {} entries checked through entry {}{pruned}; head hash {}",
+                r.entries, r.head_seq, r.head_hash
+            );
+            Ok(())
+        }
+        Err(VerifyError::Broken(b)) => anyhow::bail!("audit log BROKEN: {b}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn audit_prune(config: &Config, older_than: Option<Span>) -> anyhow::Result<()> {
+    let before = match older_than {
+        // `now - age`, clamped, as a microsecond timestamp.
+        Some(Span(age)) => now_micros().saturating_sub(micros_after(0, age)),
+        None if config.audit_retention_days == 0 => {
+            println!(
+                "PORTVAKT_AUDIT_RETENTION_DAYS is 0: entries are kept forever; nothing pruned"
+            );
+            return Ok(());
+        }
+        None => audit::prune::cutoff(config.audit_retention_days),
+    };
+    let (store, audit) = open_audit(config).await?;
+    let result = audit::prune(&store, &audit, before).await;
+    store.close().await;
+    match result {
+        Ok(r) => {
+            println!(
+                "pruned {} audit entries; the signed checkpoint is at entry {}",
+                r.pruned, r.through
+            );
+            Ok(())
+        }
+        Err(VerifyError::Broken(b)) => {
+            anyhow::bail!("audit log BROKEN, nothing more pruned: {b}")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn describe(e: &portvakt::error::AppError) -> String {

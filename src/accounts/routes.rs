@@ -13,7 +13,7 @@ use super::service::{self, NewAccount};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, FieldError};
-use crate::http::{AuthRateLimit, Json};
+use crate::http::{AuthRateLimit, ClientInfo, Json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,6 +39,7 @@ struct SignupRequest {
 async fn signup(
     _limit: AuthRateLimit,
     State(app): State<AppState>,
+    client: ClientInfo,
     Json(req): Json<SignupRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let mut errors = Vec::new();
@@ -66,6 +67,7 @@ async fn signup(
             name,
             password,
         },
+        &client,
     )
     .await?;
     Ok((StatusCode::CREATED, no_store(), Json(UserView::from(&user))))
@@ -121,6 +123,7 @@ struct ChangePasswordRequest {
 async fn change_password(
     State(app): State<AppState>,
     caller: Caller,
+    client: ClientInfo,
     Json(req): Json<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
     service::change_password(
@@ -128,6 +131,7 @@ async fn change_password(
         &caller,
         SecretString::from(req.current_password),
         SecretString::from(req.new_password),
+        client,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

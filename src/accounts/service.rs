@@ -7,9 +7,11 @@ use super::cache::INVALIDATION_KIND;
 use super::model::{Email, Name, User, UserId, UserView};
 use super::store::{self, NewUserRow};
 use crate::app::AppState;
+use crate::audit::{Action, Entry};
 use crate::auth::{Caller, sessions};
 use crate::crypto::password::HashError;
 use crate::error::{AppError, FieldError};
+use crate::http::ClientInfo;
 use crate::roles;
 use crate::store::{is_unique_violation, now_micros};
 
@@ -50,13 +52,24 @@ pub async fn check_new_password(
 }
 
 /// Creates an account with the `user` role (API signup).
-pub async fn signup(app: &AppState, account: NewAccount) -> Result<User, AppError> {
-    create(app, account, &[roles::USER]).await
+pub async fn signup(
+    app: &AppState,
+    account: NewAccount,
+    client: &ClientInfo,
+) -> Result<User, AppError> {
+    create(app, account, &[roles::USER], Some(client)).await
 }
 
 /// Creates an account with the given roles. The password must already satisfy the policy.
+/// `client` is who signed up over HTTP; `None` is the operator at the command line, which
+/// the audit log records as the system.
 #[tracing::instrument(skip_all)]
-pub async fn create(app: &AppState, account: NewAccount, roles: &[&str]) -> Result<User, AppError> {
+pub async fn create(
+    app: &AppState,
+    account: NewAccount,
+    roles: &[&str],
+    client: Option<&ClientInfo>,
+) -> Result<User, AppError> {
     let hash = app.hasher.hash(account.password).await?;
     let id = UserId::new();
     let now = now_micros();
@@ -82,8 +95,19 @@ pub async fn create(app: &AppState, account: NewAccount, roles: &[&str]) -> Resu
     for role in roles {
         roles::assign(&mut tx, id, role).await?;
     }
+    let entry = match client {
+        Some(client) => Entry::new(Action::Signup).actor(id).client(client),
+        None => Entry::new(Action::Signup).detail("via", "cli"),
+    };
+    let audit_id = app
+        .audit
+        .record(
+            &mut tx,
+            entry.target("user", id).detail("roles", roles.to_vec()),
+        )
+        .await?;
     tx.commit().await?;
-    tracing::info!(user_id = %id, "account created");
+    tracing::info!(user_id = %id, %audit_id, "account created");
     load(app, id).await
 }
 
@@ -144,6 +168,7 @@ pub async fn change_password(
     caller: &Caller,
     current: SecretString,
     new: SecretString,
+    client: ClientInfo,
 ) -> Result<(), AppError> {
     let user = store::find_by_id(app.store.pool(), caller.user_id)
         .await?
@@ -176,18 +201,30 @@ pub async fn change_password(
         )
         .await?;
         changed(&app, &mut tx, user.id).await?;
+        let entry = Entry::new(Action::PasswordChanged)
+            .actor(user.id)
+            .target("user", user.id)
+            .client(&client)
+            .detail("revoked_sessions", revoked.len());
+        let audit_id = app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         app.sessions.forget(&revoked);
         app.profiles.invalidate(user.id);
-        tracing::info!(revoked_sessions = revoked.len(), "password changed");
+        tracing::info!(revoked_sessions = revoked.len(), %audit_id, "password changed");
         Ok(())
     })
     .await
 }
 
-/// Lifts a lockout (an admin's decision) and forgets this instance's backoff for the email.
-/// Returns false when the account was not locked; `NotFound` when there is no such account.
-pub async fn unlock(app: &AppState, id: UserId) -> Result<bool, AppError> {
+/// Lifts a lockout (an admin's decision: `actor`, or the CLI when `None`) and forgets this
+/// instance's backoff for the email. Returns false when the account was not locked;
+/// `NotFound` when there is no such account.
+pub async fn unlock(
+    app: &AppState,
+    id: UserId,
+    actor: Option<UserId>,
+    client: Option<ClientInfo>,
+) -> Result<bool, AppError> {
     let user = store::find_by_id(app.store.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -195,6 +232,15 @@ pub async fn unlock(app: &AppState, id: UserId) -> Result<bool, AppError> {
         .to_completion(move |app| async move {
             let mut tx = app.store.begin_write().await?;
             let unlocked = store::unlock(&mut tx, id, now_micros()).await?;
+            if unlocked {
+                let mut entry = Entry::new(Action::Unlock).target("user", id);
+                entry = match (actor, &client) {
+                    (Some(admin), Some(client)) => entry.actor(admin).client(client),
+                    (Some(admin), None) => entry.actor(admin),
+                    (None, _) => entry.detail("via", "cli"),
+                };
+                app.audit.record(&mut tx, entry).await?;
+            }
             tx.commit().await?;
             Ok(unlocked)
         })

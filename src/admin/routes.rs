@@ -10,6 +10,7 @@ use crate::accounts::{UserId, service as accounts};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::AppError;
+use crate::http::ClientInfo;
 use crate::roles::{self, Permission};
 
 pub fn router() -> Router<AppState> {
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
 async fn unlock(
     State(app): State<AppState>,
     caller: Caller,
+    client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
     roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
@@ -27,6 +29,6 @@ async fn unlock(
         .ok()
         .and_then(|Path(id)| UserId::parse(&id))
         .ok_or(AppError::NotFound)?;
-    accounts::unlock(&app, id).await?;
+    accounts::unlock(&app, id, Some(caller.user_id), Some(client)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Caller;
-use super::service::{self, ClientInfo};
+use super::service::{self, Ending};
 use super::sessions;
 use crate::accounts::Email;
 use crate::accounts::routes::no_store;
 use crate::app::AppState;
 use crate::error::{AppError, FieldError};
-use crate::http::{AuthRateLimit, ClientIp, Json, UserAgent};
+use crate::http::{AuthRateLimit, ClientInfo, Json};
 use crate::store::rfc3339;
 
 pub fn router() -> Router<AppState> {
@@ -43,8 +43,7 @@ struct LoginRequest {
 async fn login(
     _limit: AuthRateLimit,
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
-    UserAgent(ua): UserAgent,
+    client: ClientInfo,
     Json(req): Json<LoginRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let mut errors = Vec::new();
@@ -59,10 +58,6 @@ async fn login(
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(AppError::Invalid(errors));
     };
-    let client = ClientInfo {
-        ip: ip.to_string(),
-        user_agent: ua,
-    };
     let pair = service::login(&app, &email, SecretString::from(req.password), client).await?;
     Ok((no_store(), Json(pair)))
 }
@@ -76,14 +71,26 @@ struct RefreshRequest {
 async fn refresh(
     _limit: AuthRateLimit,
     State(app): State<AppState>,
+    client: ClientInfo,
     Json(req): Json<RefreshRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let pair = service::refresh(&app, &SecretString::from(req.refresh_token)).await?;
+    let pair = service::refresh(&app, &SecretString::from(req.refresh_token), client).await?;
     Ok((no_store(), Json(pair)))
 }
 
-async fn logout(State(app): State<AppState>, caller: Caller) -> Result<StatusCode, AppError> {
-    service::end_session(&app, caller.user_id, caller.session_id, "logout").await?;
+async fn logout(
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+) -> Result<StatusCode, AppError> {
+    service::end_session(
+        &app,
+        caller.user_id,
+        caller.session_id,
+        Ending::Logout,
+        client,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,6 +132,7 @@ async fn list_sessions(
 async fn revoke_session(
     State(app): State<AppState>,
     caller: Caller,
+    client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
     // An id that is not a UUID (or not even decodable) cannot name a session: the same 404
@@ -133,7 +141,7 @@ async fn revoke_session(
         .ok()
         .and_then(|Path(id)| Uuid::parse_str(&id).ok())
         .ok_or(AppError::NotFound)?;
-    if service::end_session(&app, caller.user_id, session, "revoked_by_user").await? {
+    if service::end_session(&app, caller.user_id, session, Ending::Revoke, client).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::NotFound)

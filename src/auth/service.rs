@@ -9,6 +9,7 @@ use super::sessions::{self, Rotation};
 use super::tokens::TokenError;
 use crate::accounts::{Email, UserId, store as accounts};
 use crate::app::AppState;
+use crate::audit::{Action, Entry};
 use crate::error::AppError;
 use crate::roles;
 use crate::store::now_micros;
@@ -29,11 +30,7 @@ pub struct TokenPair {
     pub session_id: String,
 }
 
-/// Where a login comes from, recorded on the session.
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: Option<String>,
-}
+pub use crate::http::ClientInfo;
 
 /// Checks the password and opens a session. Every failure (unknown email, wrong password,
 /// disabled or locked account) is the same error after the same work: one password
@@ -57,35 +54,28 @@ pub async fn login(
     let user = accounts::find_by_email_key(app.store.pool(), email.key()).await?;
     let Some(user) = user else {
         app.hasher.verify_dummy(password).await?;
-        return Err(failed(attempt, None, "unknown_email").await);
+        return Err(failed(app, attempt, &client, "unknown_email", None, email).await);
     };
     let verified = app
         .hasher
         .verify(password.clone(), user.password_hash.clone())
         .await?;
     if !verified.matches {
-        let threshold = app.config.lockout_threshold;
-        let user_id = user.id;
-        let locked = app
-            .to_completion(move |app| async move {
-                let mut tx = app.store.begin_write().await?;
-                let locked =
-                    accounts::record_failed_login(&mut tx, user_id, threshold, now_micros())
-                        .await?;
-                tx.commit().await?;
-                Ok(locked)
-            })
-            .await?;
-        if locked {
-            tracing::warn!(user_id = %user.id, threshold, "account locked after repeated failed logins");
-        }
-        return Err(failed(attempt, Some(user.id), "wrong_password").await);
+        return Err(failed(
+            app,
+            attempt,
+            &client,
+            "wrong_password",
+            Some(user.id),
+            email,
+        )
+        .await);
     }
     if user.disabled_at.is_some() {
-        return Err(failed(attempt, Some(user.id), "disabled").await);
+        return Err(failed(app, attempt, &client, "disabled", Some(user.id), email).await);
     }
     if user.locked_at.is_some() {
-        return Err(failed(attempt, Some(user.id), "locked").await);
+        return Err(failed(app, attempt, &client, "locked", Some(user.id), email).await);
     }
     if verified.needs_rehash {
         rehash(app, user.id, password, user.password_hash.clone()).await;
@@ -102,9 +92,14 @@ pub async fn login(
     .await?;
     accounts::record_login(&mut tx, user.id, now_micros()).await?;
     let roles = roles::of_user(&mut *tx, user.id).await?;
+    let entry = Entry::new(Action::Login)
+        .actor(user.id)
+        .target("session", created.session_id)
+        .client(&client);
+    let audit_id = app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     attempt.succeeded().await;
-    tracing::info!(user_id = %user.id, session_id = %created.session_id, "login succeeded");
+    tracing::info!(user_id = %user.id, session_id = %created.session_id, %audit_id, "login succeeded");
     pair(
         app,
         user.id,
@@ -114,15 +109,70 @@ pub async fn login(
     )
 }
 
-/// Counts a failed attempt and logs it; the answer is the same for every reason.
-async fn failed(attempt: Attempt, user: Option<UserId>, reason: &'static str) -> AppError {
-    let wait = attempt.failed().await;
-    let backoff_s = wait.map(|w| w.as_secs_f64());
-    match user {
-        Some(user_id) => tracing::info!(%user_id, reason, backoff_s, "login failed"),
-        None => tracing::info!(reason, backoff_s, "login failed"),
+/// Counts a failed attempt towards the email's backoff and, for a wrong password, towards
+/// the account's lockout; records it in the audit log; returns the one error every failure
+/// gets. Nobody was authenticated, so the actor is the system. An unknown email is kept as
+/// personal data of the entry (erasable, visible only to audit readers), never as its
+/// target, and never in what the client sees; the password is never kept at all.
+async fn failed(
+    app: &AppState,
+    attempt: Attempt,
+    client: &ClientInfo,
+    reason: &'static str,
+    user: Option<UserId>,
+    email: &Email,
+) -> AppError {
+    let backoff_s = attempt.failed().await.map(|w| w.as_secs_f64());
+    let entry = Entry::new(Action::LoginFailed)
+        .failure()
+        .client(client)
+        .detail("reason", reason);
+    let entry = match user {
+        Some(id) => entry.target("user", id),
+        None => entry.personal("email", email.as_str()),
+    };
+    let threshold = app.config.lockout_threshold;
+    let counted = user.filter(|_| reason == "wrong_password");
+    let client = client.clone();
+    // Written even if the client hangs up now: a guesser must not be able to skip the record.
+    let recorded = app
+        .to_completion(move |app| async move {
+            let mut tx = app.store.begin_write().await?;
+            let locked = match counted {
+                Some(id) => {
+                    accounts::record_failed_login(&mut tx, id, threshold, now_micros()).await?
+                }
+                None => false,
+            };
+            let audit_id = app.audit.record(&mut tx, entry).await?;
+            if let (true, Some(id)) = (locked, counted) {
+                let lockout = Entry::new(Action::Lockout)
+                    .target("user", id)
+                    .client(&client)
+                    .detail("failed_logins", threshold);
+                app.audit.record(&mut tx, lockout).await?;
+            }
+            tx.commit().await?;
+            Ok((audit_id, locked))
+        })
+        .await;
+    match recorded {
+        Ok((audit_id, locked)) => {
+            match user {
+                Some(id) => {
+                    tracing::info!(user_id = %id, reason, backoff_s, %audit_id, "login failed");
+                    if locked {
+                        tracing::warn!(user_id = %id, threshold, "account locked after repeated failed logins");
+                    }
+                }
+                None => tracing::info!(reason, backoff_s, %audit_id, "login failed"),
+            }
+            AppError::InvalidCredentials
+        }
+        // The attempt is refused either way; if it could not be recorded, the client learns
+        // that the service is unwell, which reveals nothing about the account.
+        Err(e) => e,
     }
-    AppError::InvalidCredentials
 }
 
 /// Moves a hash made with older parameters to the current ones. Failure is harmless: the
@@ -141,17 +191,27 @@ async fn rehash(app: &AppState, user: UserId, password: SecretString, old: Strin
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn refresh(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
+pub async fn refresh(
+    app: &AppState,
+    presented: &SecretString,
+    client: ClientInfo,
+) -> Result<TokenPair, AppError> {
     let presented = presented.clone();
-    app.to_completion(move |app| async move { rotate(&app, &presented).await })
+    app.to_completion(move |app| async move { rotate(&app, &presented, &client).await })
         .await
 }
 
-async fn rotate(app: &AppState, presented: &SecretString) -> Result<TokenPair, AppError> {
+async fn rotate(
+    app: &AppState,
+    presented: &SecretString,
+    client: &ClientInfo,
+) -> Result<TokenPair, AppError> {
     match sessions::rotate(
         &app.store,
+        &app.audit,
         presented.expose_secret(),
         app.config.refresh_token_ttl,
+        client,
     )
     .await?
     {
@@ -166,9 +226,10 @@ async fn rotate(app: &AppState, presented: &SecretString) -> Result<TokenPair, A
         Rotation::Reused {
             user_id,
             session_id,
+            audit_id,
         } => {
             app.sessions.forget(&[session_id]);
-            tracing::warn!(user_id = %user_id, session_id = %session_id, "refresh token reused; session revoked");
+            tracing::warn!(user_id = %user_id, session_id = %session_id, %audit_id, "refresh token reused; session revoked");
             Err(invalid_refresh())
         }
         Rotation::Rejected => Err(invalid_refresh()),
@@ -182,22 +243,42 @@ fn invalid_refresh() -> AppError {
     }
 }
 
+/// How a user ends one of their sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The current session, by logging out.
+    Logout,
+    /// Any of their sessions, from the session list.
+    Revoke,
+}
+
 /// Ends one session of `user`. Returns false when there was no such live session.
 pub async fn end_session(
     app: &AppState,
     user: UserId,
     session: Uuid,
-    reason: &'static str,
+    ending: Ending,
+    client: ClientInfo,
 ) -> Result<bool, AppError> {
+    let (reason, action) = match ending {
+        Ending::Logout => ("logout", Action::Logout),
+        Ending::Revoke => ("revoked_by_user", Action::SessionRevoked),
+    };
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
         let revoked = sessions::revoke_in(&app.store, &mut tx, session, Some(user), reason).await?;
-        tx.commit().await?;
-        if revoked {
-            app.sessions.forget(&[session]);
-            tracing::info!(user_id = %user, session_id = %session, reason, "session ended");
+        if !revoked {
+            return Ok(false);
         }
-        Ok(revoked)
+        let entry = Entry::new(action)
+            .actor(user)
+            .target("session", session)
+            .client(&client);
+        let audit_id = app.audit.record(&mut tx, entry).await?;
+        tx.commit().await?;
+        app.sessions.forget(&[session]);
+        tracing::info!(user_id = %user, session_id = %session, reason, %audit_id, "session ended");
+        Ok(true)
     })
     .await
 }

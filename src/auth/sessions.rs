@@ -18,7 +18,9 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::accounts::UserId;
+use crate::audit::{Action, Audit, Entry as AuditEntry};
 use crate::crypto::{new_token, token_hash};
+use crate::http::ClientInfo;
 use crate::store::{Store, micros_after, now_micros};
 
 /// The invalidation kind under which revoked session ids are announced.
@@ -204,17 +206,25 @@ pub enum Rotation {
     },
     /// Unknown token, or its session has ended.
     Rejected,
-    /// The token had been used before: the session is now revoked.
-    Reused { user_id: UserId, session_id: Uuid },
+    /// The token had been used before: the session is now revoked, and that is on record.
+    Reused {
+        user_id: UserId,
+        session_id: Uuid,
+        audit_id: Uuid,
+    },
 }
 
 /// Exchanges a refresh token for its successor. The token is claimed with a conditional
 /// UPDATE, so of several concurrent requests with one token exactly one wins; the others
-/// find it used and, as with any reuse, end the session.
+/// find it used and, as with any reuse, end the session. A reuse that ends a session is
+/// recorded in the audit log by the same transaction; its actor is the session's owner, whose
+/// credential was presented, and `client` is who presented it.
 pub async fn rotate(
     store: &Store,
+    audit: &Audit,
     presented: &str,
     ttl: Duration,
+    client: &ClientInfo,
 ) -> Result<Rotation, sqlx::Error> {
     let hash = token_hash(presented);
     let now = now_micros();
@@ -237,13 +247,22 @@ pub async fn rotate(
         };
         let user_id = user_of(&mut tx, session_id).await?;
         let revoked = revoke_in(store, &mut tx, session_id, None, "refresh_token_reused").await?;
+        let (Some(user_id), true) = (user_id, revoked) else {
+            tx.commit().await?;
+            return Ok(Rotation::Rejected);
+        };
+        let entry = AuditEntry::new(Action::RefreshReuseDetected)
+            .failure()
+            .actor(user_id)
+            .target("session", session_id)
+            .client(client)
+            .detail("session_revoked", true);
+        let audit_id = audit.record(&mut tx, entry).await?;
         tx.commit().await?;
-        return Ok(match (user_id, revoked) {
-            (Some(user_id), true) => Rotation::Reused {
-                user_id,
-                session_id,
-            },
-            _ => Rotation::Rejected,
+        return Ok(Rotation::Reused {
+            user_id,
+            session_id,
+            audit_id,
         });
     };
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{b64url, b64url_decode, random_bytes};
@@ -107,6 +108,11 @@ impl MasterKey {
             .and_then(|okm| okm.fill(&mut out));
         debug_assert!(filled.is_ok());
         out
+    }
+
+    /// An HMAC-SHA256 key for `purpose` (e.g. signing the audit log's head and checkpoint).
+    pub fn hmac_key(&self, purpose: &str) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.derive(purpose))
     }
 
     fn aead(&self, purpose: &str) -> LessSafeKey {

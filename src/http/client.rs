@@ -1,7 +1,8 @@
 //! Who is on the other end: the client's IP address and whether it reached us over https,
 //! taking `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` into account only when the
 //! socket peer is one of the configured trusted proxies. Anything else could be forged by
-//! the client to dodge rate limits or the admin network list.
+//! the client to dodge rate limits or the admin network list. Sessions and audit entries record
+//! the result.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -197,6 +198,26 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
                 .collect::<String>()
         });
         Ok(UserAgent(ua.filter(|s| !s.is_empty())))
+    }
+}
+
+/// Where a request comes from, as sessions and audit entries record it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let UserAgent(user_agent) = UserAgent::from_request_parts(parts, state).await?;
+        Ok(ClientInfo {
+            ip: ip.to_string(),
+            user_agent,
+        })
     }
 }
 

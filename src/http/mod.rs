@@ -14,6 +14,6 @@ pub mod request_id;
 pub mod server;
 pub mod tls;
 
-pub use client::{ClientIp, UserAgent};
+pub use client::{ClientInfo, ClientIp, UserAgent};
 pub use json::Json;
 pub use ratelimit::{AuthRateLimit, RateLimits};

@@ -114,6 +114,20 @@ impl Store {
         }
     }
 
+    /// Starts a read-only transaction that sees one state of the database throughout, for
+    /// reads that must agree with each other (walking the audit chain while others append).
+    /// SQLite in WAL mode keeps the snapshot of a transaction's first read until it ends.
+    pub async fn begin_snapshot(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin().await,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+        }
+    }
+
     /// A cheap round trip for readiness.
     pub async fn ping(&self) -> bool {
         sqlx::query_scalar::<_, i32>("SELECT 1")

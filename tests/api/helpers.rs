@@ -189,6 +189,33 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// This instance's data directory (the SQLite database and the development secret key).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Runs the `portvakt` binary against this instance's database and secret key, with
+    /// nothing else from the environment. Returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portvakt"));
+        cmd.current_dir(self._dir.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PORTVAKT_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PORTVAKT_DATA_DIR", self._dir.path());
+        if let Some(url) = self._db.url() {
+            cmd.env("PORTVAKT_DATABASE_URL", url);
+        }
+        let out = cmd.args(args).output().await.expect("portvakt runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Begins a graceful shutdown and returns the server task to await.
     pub fn stop(&mut self) -> tokio::task::JoinHandle<()> {
         if let Some(tx) = self.shutdown.take() {

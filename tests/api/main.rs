@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod audit;
 mod auth;
 mod binary;
 mod errors;
