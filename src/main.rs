@@ -223,9 +223,9 @@ async fn unlock_user(config: Config, email: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
     app.store.close().await;
     if unlocked {
-        println!("unlocked {} ({})", email.as_str(), user.id);
+        println!("unlocked {} ({})", user.email, user.id);
     } else {
-        println!("{} ({}) was not locked", email.as_str(), user.id);
+        println!("{} ({}) was not locked", user.email, user.id);
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ mod audit;
 mod auth;
 mod binary;
 mod errors;
+mod hardening;
+mod limits;
 mod ops;
 mod password;
 mod refresh;
