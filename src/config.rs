@@ -1437,6 +1437,67 @@ mod guard_tests {
     }
 
     #[test]
+    fn open_cors_trusting_everyone_and_no_backoff_are_refused_in_production() {
+        let strong = [
+            ("secret_key", "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8"),
+            ("issuer", "https://id.example.com"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut pairs = strong.to_vec();
+            pairs.push(extra);
+            fails(&prod(&pairs))
+        };
+        assert_eq!(with(("cors_origins", "*")), vec!["cors_origins"]);
+        assert_eq!(
+            with(("trusted_proxies", "0.0.0.0/0")),
+            vec!["trusted_proxies"]
+        );
+        assert_eq!(with(("trusted_proxies", "::/0")), vec!["trusted_proxies"]);
+        assert_eq!(
+            with(("login_backoff_after", "0")),
+            vec!["login_backoff_after"]
+        );
+        assert!(with(("cors_origins", "https://app.example.com")).is_empty());
+        assert!(with(("trusted_proxies", "10.0.0.0/8, 127.0.0.1")).is_empty());
+        // Development only warns.
+        let dev = Config::from_pairs([("cors_origins", "*")]).unwrap();
+        assert!(dev.findings().iter().all(|f| f.level != Level::Fail));
+    }
+
+    #[test]
+    fn origins_and_networks_are_parsed_strictly() {
+        let origins: CorsOrigins = "https://App.Example.com/, http://localhost:3000"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            origins,
+            CorsOrigins::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        for bad in [
+            "app.example.com",
+            "https://a.example/path",
+            "ftp://a.example",
+            "*, https://a.example",
+        ] {
+            assert!(bad.parse::<CorsOrigins>().is_err(), "{bad}");
+        }
+        let nets: NetList = "10.0.0.0/8, 192.0.2.7, 2001:db8::/32".parse().unwrap();
+        assert!(nets.contains("10.9.8.7".parse().unwrap()));
+        assert!(nets.contains("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(!nets.contains("192.0.2.8".parse().unwrap()));
+        assert!(nets.contains("2001:db8::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<NetList>().is_err());
+        assert!("example.com".parse::<NetList>().is_err());
+        assert!(
+            Config::from_pairs([("login_backoff_initial", "1h"), ("login_backoff_max", "1m")])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn weak_hashing_is_refused_in_production_only() {
         let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
         let c = prod(&[
