@@ -81,7 +81,7 @@ async fn audit_actions(app: &TestApp) -> Vec<String> {
 
 #[tokio::test]
 async fn a_login_flood_from_one_address_is_refused_well_before_100_attempts() {
-    let app = spawn_app_with(&DEFAULT_LIMITS).await;
+    let app = spawn_app_with(DEFAULT_LIMITS).await;
     let mut refused_at = None;
     for attempt in 1..=100 {
         // A new email each time, so only the per-address limit can stop it.
@@ -294,7 +294,7 @@ fn assert_security_headers(response: &reqwest::Response, what: &str) {
 
 #[tokio::test]
 async fn every_kind_of_response_carries_the_security_headers() {
-    let app = spawn_app_with(&DEFAULT_LIMITS).await;
+    let app = spawn_app_with(DEFAULT_LIMITS).await;
     let (_, pair) = app.new_user().await;
     let me = app.me(&pair.access_token).await;
     assert_security_headers(&me, "GET /users/me");
