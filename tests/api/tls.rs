@@ -152,6 +152,11 @@ async fn health_is_served_over_https_with_the_configured_certificate() {
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(peer_certificate(&response), cert.der);
+    // Over native TLS the browser is told to stay on https.
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=63072000"
+    );
     assert!(
         app.state.config.issuer.starts_with("https://"),
         "the default issuer follows the scheme"
