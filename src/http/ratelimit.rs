@@ -62,6 +62,7 @@ impl RateLimits {
     /// Counts one request by `ip` against `rule`; `Err` carries how long to wait.
     // Async so that a shared (network) backend fits behind the same call.
     pub async fn check(&self, rule: Rule<'_>, ip: IpAddr) -> Result<(), Duration> {
+        let ip = bucket(ip);
         match rule {
             Rule::Global => match &self.global {
                 Some(limiter) => self.decide(limiter, &ip),
@@ -91,6 +92,18 @@ impl RateLimits {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+}
+
+/// The address a limit is counted for. An IPv6 client usually holds a whole /64 (and can
+/// pick any address in it), so all of it counts as one client.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -168,6 +181,42 @@ mod tests {
         let wait = l.check(Rule::Auth("/login"), ip).await.unwrap_err();
         assert!(wait > Duration::from_secs(50), "{wait:?}");
         assert!(l.check(Rule::Auth("/signup"), ip).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_slash_64_is_one_client() {
+        let l = limits(&[("rate_limit_per_second", "1"), ("rate_limit_burst", "1")]);
+        assert!(
+            l.check(Rule::Global, "2001:db8:1:2::1".parse().unwrap())
+                .await
+                .is_ok()
+        );
+        assert!(
+            l.check(Rule::Global, "2001:db8:1:2:ffff::9".parse().unwrap())
+                .await
+                .is_err()
+        );
+        assert!(
+            l.check(Rule::Global, "2001:db8:1:3::1".parse().unwrap())
+                .await
+                .is_ok()
+        );
+        // IPv4 clients, also written IPv4-mapped, are counted per address.
+        assert!(
+            l.check(Rule::Global, "192.0.2.1".parse().unwrap())
+                .await
+                .is_ok()
+        );
+        assert!(
+            l.check(Rule::Global, "::ffff:192.0.2.1".parse().unwrap())
+                .await
+                .is_err()
+        );
+        assert!(
+            l.check(Rule::Global, "192.0.2.2".parse().unwrap())
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
