@@ -435,3 +435,40 @@ async fn logs_are_json_lines_with_request_fields_and_never_a_secret() {
         "shutdown is logged"
     );
 }
+
+#[test]
+fn production_refuses_an_open_cors_policy_or_a_proxy_list_that_trusts_everyone() {
+    for (variable, value, item) in [
+        ("PORTVAKT_CORS_ORIGINS", "*", "cors_origins"),
+        ("PORTVAKT_TRUSTED_PROXIES", "0.0.0.0/0", "trusted_proxies"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = portvakt(dir.path())
+            .arg("check")
+            .env("PORTVAKT_ENV", "production")
+            .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
+            .env("PORTVAKT_ISSUER", "https://id.example.com")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{variable}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("[fail] {item}")), "{text}");
+
+        let out = portvakt(dir.path())
+            .arg("serve")
+            .env("PORTVAKT_ENV", "production")
+            .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
+            .env("PORTVAKT_ISSUER", "https://id.example.com")
+            .env("PORTVAKT_ADDR", "127.0.0.1:0")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{variable}: serve must refuse");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(item),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
