@@ -4,8 +4,9 @@
 //! wait runs even the right password is refused, and refused attempts do not extend it. A
 //! successful login forgets the failures; so does `reset` without a new failure.
 //!
-//! Once an email is in backoff only one attempt at a time is let through: otherwise a
-//! spray from many addresses at once would get a whole burst of guesses past each wait.
+//! After a failure, attempts in flight count until they report, and once an email is in backoff only one
+//! attempt at a time is let through: otherwise a spray from many addresses at once would get
+//! a whole burst of guesses past the threshold and past each wait.
 //!
 //! State lives in this process for now; the methods are async so that a shared backend
 //! (Redis) can take its place without touching the login code.
@@ -107,7 +108,14 @@ impl LoginBackoff {
             {
                 return Err(until - now);
             }
-            if entry.failures >= self.rules.after && entry.pending > 0 {
+            // Once an email has failed, attempts in flight count as failures until they
+            // report: a burst of concurrent guesses gets no more tries than one guess after
+            // another would. (Before any failure they pass, so that many workers may log in
+            // with one account at once.)
+            if entry.failures > 0
+                && entry.failures.saturating_add(entry.pending) >= self.rules.after
+                && entry.pending > 0
+            {
                 return Err(self.rules.initial);
             }
             entry.pending += 1;
@@ -253,6 +261,25 @@ mod tests {
         b.admit("a@x").await.unwrap().failed().await;
         drop(b.admit("a@x").await.unwrap());
         // One failure since the success: no wait yet.
+        assert!(b.admit("a@x").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn concurrent_attempts_get_no_more_guesses_than_sequential_ones() {
+        let b = LoginBackoff::new(rules(3));
+        // Without a failure, many logins of one account may run at once.
+        let mut running = Vec::new();
+        for _ in 0..10 {
+            running.push(b.admit("a@x").await.unwrap());
+        }
+        drop(running);
+        // Two failures of three allowed: one more guess may be in flight, not two.
+        for _ in 0..2 {
+            b.admit("a@x").await.unwrap().failed().await;
+        }
+        let first = b.admit("a@x").await.unwrap();
+        assert!(b.admit("a@x").await.is_err(), "a second guess in flight");
+        first.succeeded().await;
         assert!(b.admit("a@x").await.is_ok());
     }
 
