@@ -25,7 +25,7 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
-use crate::http::guard::{Guard, GuardLayer};
+use crate::http::guard::{ClientGuard, ClientLayer, Guard, GuardLayer};
 use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
@@ -231,11 +231,12 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(problem::panic_response))
-        .layer(tower::util::option_layer(cors::layer(config)))
         .layer(GuardLayer(Arc::new(Guard::new(
             config,
             state.limits.clone(),
         ))))
+        .layer(tower::util::option_layer(cors::layer(config)))
+        .layer(ClientLayer(Arc::new(ClientGuard::new(config))))
         .layer(edge::EdgeLayer)
         .with_state(state)
 }

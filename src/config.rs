@@ -76,7 +76,8 @@ settings! {
     "header_read_timeout" = "10s" : "A client must send its request headers within this time (and, with native TLS, first complete the handshake within it).";
     "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
     "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
-    "trusted_proxies" = "" : "Comma-separated CIDRs of reverse proxies whose `Forwarded`/`X-Forwarded-For` and `X-Forwarded-Proto` are believed (e.g. `10.0.0.0/8,127.0.0.1/32`). Empty: the socket peer is the client.";
+    "trusted_proxies" = "" : "Comma-separated CIDRs of reverse proxies whose forwarding header (`forwarded_header`) is believed (e.g. `10.0.0.0/8,127.0.0.1/32`). Empty: the socket peer is the client.";
+    "forwarded_header" = "x-forwarded-for" : "The header your trusted proxies append the client to: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` (RFC 7239). Only that one is read; a proxy passes the other through from the client untouched.";
     "rate_limit_per_second" = "50" : "Requests per second allowed per client IP on every route but `/health`, `/ready` and `/metrics`; 0 turns the limit off.";
     "rate_limit_burst" = "100" : "Requests a client IP may make at once before `rate_limit_per_second` applies.";
     "auth_rate_limit_per_minute" = "10" : "Requests per minute per client IP on each of login, signup and refresh; 0 turns the limit off.";
@@ -209,9 +210,13 @@ impl NetList {
         self.0.is_empty()
     }
 
-    /// True when some network in the list covers every address of its family.
+    /// True when the list trusts far more than any proxy fleet: a network wider than an
+    /// IPv4 /8 or an IPv6 /16 (which also catches `0.0.0.0/1,128.0.0.0/1`).
     pub fn covers_everything(&self) -> bool {
-        self.0.iter().any(|net| net.prefix_len() == 0)
+        self.0.iter().any(|net| match net {
+            ipnet::IpNet::V4(v4) => v4.prefix_len() < 8,
+            ipnet::IpNet::V6(v6) => v6.prefix_len() < 16,
+        })
     }
 }
 
@@ -234,6 +239,24 @@ impl FromStr for NetList {
             nets.push(net);
         }
         Ok(NetList(nets))
+    }
+}
+
+/// Which forwarding header the trusted proxies write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
+}
+
+impl FromStr for ForwardedHeader {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err("expected `x-forwarded-for` or `forwarded`".into()),
+        }
     }
 }
 
@@ -317,6 +340,7 @@ pub struct Config {
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: NetList,
+    pub forwarded_header: ForwardedHeader,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub auth_rate_limit_per_minute: u32,
@@ -609,6 +633,7 @@ impl Config {
         let max_connections = s.range::<usize>("max_connections", 1, 1_000_000);
         let shutdown_timeout = s.span("shutdown_timeout", Duration::ZERO);
         let trusted_proxies = s.parse::<NetList>("trusted_proxies");
+        let forwarded_header = s.parse::<ForwardedHeader>("forwarded_header");
         let rate_limit_per_second = s.range::<u32>("rate_limit_per_second", 0, 1_000_000);
         let rate_limit_burst = s.range::<u32>("rate_limit_burst", 1, 1_000_000);
         let auth_rate_limit_per_minute = s.range::<u32>("auth_rate_limit_per_minute", 0, 1_000_000);
@@ -747,6 +772,7 @@ impl Config {
             max_connections: max_connections.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
             trusted_proxies: trusted_proxies.ok_or_else(missing)?,
+            forwarded_header: forwarded_header.ok_or_else(missing)?,
             rate_limit_per_second: rate_limit_per_second.ok_or_else(missing)?,
             rate_limit_burst: rate_limit_burst.ok_or_else(missing)?,
             auth_rate_limit_per_minute: auth_rate_limit_per_minute.ok_or_else(missing)?,
@@ -1453,6 +1479,10 @@ mod guard_tests {
             vec!["trusted_proxies"]
         );
         assert_eq!(with(("trusted_proxies", "::/0")), vec!["trusted_proxies"]);
+        assert_eq!(
+            with(("trusted_proxies", "0.0.0.0/1,128.0.0.0/1")),
+            vec!["trusted_proxies"]
+        );
         assert_eq!(
             with(("login_backoff_after", "0")),
             vec!["login_backoff_after"]

@@ -12,7 +12,7 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
 
-use crate::config::NetList;
+use crate::config::{ForwardedHeader, NetList};
 
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -24,21 +24,34 @@ pub struct ClientAddr {
     pub ip: IpAddr,
     /// The client used https: to us directly (TLS), or to a trusted proxy that said so.
     pub https: bool,
+    /// False when a trusted proxy forwarded for a hop it could not name (`unknown`, an
+    /// obfuscated id, garbage): `ip` is then that proxy's, and vouches for nothing.
+    pub placed: bool,
 }
 
-/// Resolves the client behind `peer`. Walks the forwarding chain from the nearest hop
-/// outwards and stops at the first address that is not a trusted proxy: that is the
-/// client. Entries further left were written by whoever sent the request and prove nothing.
-pub fn resolve(peer: IpAddr, tls: bool, headers: &HeaderMap, trusted: &NetList) -> ClientAddr {
+/// Resolves the client behind `peer`. Reads only the header the trusted proxies write
+/// (`header`): a proxy that appends to `X-Forwarded-For` passes a client's own `Forwarded`
+/// through untouched, so believing both would let the client pick its address. Walks the
+/// chain from the nearest hop outwards and stops at the first address that is not a trusted
+/// proxy: that is the client. Entries further left were written by whoever sent the request.
+pub fn resolve(
+    peer: IpAddr,
+    tls: bool,
+    headers: &HeaderMap,
+    trusted: &NetList,
+    header: ForwardedHeader,
+) -> ClientAddr {
     let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.contains(peer) {
         return ClientAddr {
             ip: peer,
             https: tls,
+            placed: true,
         };
     }
-    let hops = forwarded_hops(headers);
+    let hops = forwarded_hops(headers, header);
     let mut ip = peer;
+    let mut placed = true;
     for hop in hops.iter().rev() {
         match hop.for_ip {
             Some(next) => {
@@ -47,19 +60,23 @@ pub fn resolve(peer: IpAddr, tls: bool, headers: &HeaderMap, trusted: &NetList) 
                     break;
                 }
             }
-            // An obfuscated or unknown hop: nothing beyond it can be placed. Keep the last
-            // address we could vouch for.
-            None => break,
+            None => {
+                placed = false;
+                break;
+            }
         }
     }
     // The scheme is what the nearest proxy saw.
     let https = tls
-        || match hops.last().and_then(|h| h.proto.as_deref()) {
-            Some(proto) => proto.eq_ignore_ascii_case("https"),
-            None => last_value(headers, &X_FORWARDED_PROTO)
+        || match header {
+            ForwardedHeader::Forwarded => hops
+                .last()
+                .and_then(|h| h.proto.as_deref())
+                .is_some_and(|p| p.eq_ignore_ascii_case("https")),
+            ForwardedHeader::XForwardedFor => last_value(headers, &X_FORWARDED_PROTO)
                 .is_some_and(|p| p.eq_ignore_ascii_case("https")),
         };
-    ClientAddr { ip, https }
+    ClientAddr { ip, https, placed }
 }
 
 /// One hop of a forwarding chain.
@@ -69,11 +86,11 @@ struct Hop {
     proto: Option<String>,
 }
 
-/// The hops of `Forwarded` (RFC 7239) when present, else of `X-Forwarded-For`, in order from
-/// the original client to the nearest proxy. Several header lines form one list.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
+/// The hops of `Forwarded` (RFC 7239) or of `X-Forwarded-For`, in order from the original
+/// client to the nearest proxy. Several header lines form one list.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Hop> {
     let mut hops = Vec::new();
-    if headers.contains_key(&FORWARDED) {
+    if header == ForwardedHeader::Forwarded {
         for value in headers.get_all(&FORWARDED) {
             let Ok(text) = value.to_str() else {
                 hops.push(Hop::default());
@@ -241,6 +258,9 @@ mod tests {
         h
     }
 
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+    const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -251,15 +271,16 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let c = resolve(ip("203.0.113.9"), false, &h, &nets("10.0.0.0/8"));
+        let c = resolve(ip("203.0.113.9"), false, &h, &nets("10.0.0.0/8"), XFF);
         assert_eq!(
             c,
             ClientAddr {
                 ip: ip("203.0.113.9"),
-                https: false
+                https: false,
+                placed: true
             }
         );
-        let c = resolve(ip("10.0.0.1"), false, &h, &nets(""));
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets(""), XFF);
         assert_eq!(c.ip, ip("10.0.0.1"));
     }
 
@@ -269,12 +290,13 @@ mod tests {
             ("x-forwarded-for", "198.51.100.7"),
             ("x-forwarded-proto", "https"),
         ]);
-        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), XFF);
         assert_eq!(
             c,
             ClientAddr {
                 ip: ip("198.51.100.7"),
-                https: true
+                https: true,
+                placed: true
             }
         );
     }
@@ -283,39 +305,70 @@ mod tests {
     fn spoofed_entries_left_of_the_first_untrusted_hop_are_ignored() {
         // The client sent "X-Forwarded-For: 1.1.1.1"; our two proxies appended to it.
         let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.2")]);
-        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), XFF);
         assert_eq!(c.ip, ip("198.51.100.7"));
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for_and_handles_ipv6_and_ports() {
+    fn only_the_configured_header_is_read() {
+        // The proxy appends to X-Forwarded-For and passes the client's own Forwarded through.
         let h = headers(&[
-            (
-                "forwarded",
-                r#"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711";proto=https"#,
-            ),
-            ("x-forwarded-for", "9.9.9.9"),
+            ("forwarded", "for=10.1.2.3;proto=https"),
+            ("x-forwarded-for", "198.51.100.7"),
         ]);
-        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), XFF);
+        assert_eq!(c.ip, ip("198.51.100.7"));
+        assert!(!c.https);
+        // And the other way round.
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.7"),
+            ("x-forwarded-for", "10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), FWD);
+        assert_eq!(c.ip, ip("198.51.100.7"));
+        assert!(!c.https);
+    }
+
+    #[test]
+    fn forwarded_handles_ipv6_ports_and_the_nearest_proto() {
+        let h = headers(&[(
+            "forwarded",
+            r#"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711";proto=https"#,
+        )]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), FWD);
         assert_eq!(
             c,
             ClientAddr {
                 ip: ip("2001:db8:cafe::17"),
-                https: true
+                https: true,
+                placed: true
             }
         );
         let h = headers(&[("forwarded", "for=192.0.2.60:8080")]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8")).ip,
+            resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), FWD).ip,
             ip("192.0.2.60")
         );
     }
 
     #[test]
-    fn an_unknown_hop_stops_the_walk_at_the_last_known_proxy() {
+    fn an_unknown_hop_leaves_the_client_unplaced() {
         let h = headers(&[("forwarded", "for=198.51.100.7, for=_hidden")]);
-        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
-        assert_eq!(c.ip, ip("10.0.0.1"));
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), FWD);
+        assert!(!c.placed);
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown")]);
+        let c = resolve(ip("10.0.0.1"), false, &h, &nets("10.0.0.0/8"), XFF);
+        assert!(!c.placed);
+        // A trusted host calling directly, with no forwarding header, is itself the client.
+        let c = resolve(
+            ip("10.0.0.1"),
+            false,
+            &HeaderMap::new(),
+            &nets("10.0.0.0/8"),
+            XFF,
+        );
+        assert!(c.placed && c.ip == ip("10.0.0.1"));
     }
 
     #[test]
@@ -324,7 +377,7 @@ mod tests {
             ("x-forwarded-for", "198.51.100.7"),
             ("x-forwarded-for", "10.0.0.3"),
         ]);
-        let c = resolve(ip("::ffff:10.0.0.1"), false, &h, &nets("10.0.0.0/8"));
+        let c = resolve(ip("::ffff:10.0.0.1"), false, &h, &nets("10.0.0.0/8"), XFF);
         assert_eq!(c.ip, ip("198.51.100.7"));
     }
 

@@ -1,6 +1,10 @@
-//! The guard in front of every route: resolves the client (trusted proxies), hides the admin
-//! API from networks outside the allow-list, applies the per-IP rate limit, and puts the
-//! security headers on whatever comes back.
+//! The guard in front of every route, in two layers with CORS between them:
+//!
+//! - [`ClientLayer`] (outer) resolves the client (trusted proxies) and puts the security
+//!   headers on whatever comes back, CORS preflights and refusals included;
+//! - [`GuardLayer`] (inner) hides the admin API from networks outside the allow-list and
+//!   applies the per-IP rate limit. Being inside CORS, its refusals carry the CORS headers a
+//!   browser needs to let the page read them.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,26 +20,40 @@ use super::client::{self, ClientAddr};
 use super::headers::SecurityHeaders;
 use super::ratelimit::{RateLimits, Rule};
 use super::server::Tls;
-use crate::config::{Config, NetList};
+use crate::config::{Config, ForwardedHeader, NetList};
 use crate::error::AppError;
 
 /// The admin API's path prefix, hidden from networks outside `admin_allowed_networks`.
 const ADMIN_PREFIX: &str = "/api/v1/admin";
 
-pub struct Guard {
+/// Who the client is and which headers every answer gets.
+pub struct ClientGuard {
     trusted_proxies: NetList,
+    forwarded_header: ForwardedHeader,
+    headers: SecurityHeaders,
+}
+
+impl ClientGuard {
+    pub fn new(config: &Config) -> ClientGuard {
+        ClientGuard {
+            trusted_proxies: config.trusted_proxies.clone(),
+            forwarded_header: config.forwarded_header,
+            headers: SecurityHeaders::new(config.hsts_max_age),
+        }
+    }
+}
+
+/// What a client may reach and how often.
+pub struct Guard {
     admin_networks: NetList,
     limits: Arc<RateLimits>,
-    headers: SecurityHeaders,
 }
 
 impl Guard {
     pub fn new(config: &Config, limits: Arc<RateLimits>) -> Guard {
         Guard {
-            trusted_proxies: config.trusted_proxies.clone(),
             admin_networks: config.admin_allowed_networks.clone(),
             limits,
-            headers: SecurityHeaders::new(config.hsts_max_age),
         }
     }
 
@@ -44,7 +62,11 @@ impl Guard {
         let admin = path
             .strip_prefix(ADMIN_PREFIX)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-        if admin && !self.admin_networks.is_empty() && !self.admin_networks.contains(client.ip) {
+        // A client a proxy could not name is nobody the allow-list can vouch for.
+        if admin
+            && !self.admin_networks.is_empty()
+            && !(client.placed && self.admin_networks.contains(client.ip))
+        {
             return Some(AppError::NotFound.into_response());
         }
         if !matches!(path, "/health" | "/ready" | "/metrics")
@@ -59,6 +81,67 @@ impl Guard {
             );
         }
         None
+    }
+}
+
+#[derive(Clone)]
+pub struct ClientLayer(pub Arc<ClientGuard>);
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = ClientService<S>;
+
+    fn layer(&self, inner: S) -> ClientService<S> {
+        ClientService {
+            guard: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClientService<S> {
+    guard: Arc<ClientGuard>,
+    inner: S,
+}
+
+impl<S> Service<Request> for ClientService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            let tls = request.extensions().get::<Tls>().is_some();
+            let client = client::resolve(
+                peer,
+                tls,
+                request.headers(),
+                &guard.trusted_proxies,
+                guard.forwarded_header,
+            );
+            request.extensions_mut().insert(client);
+            let mut response = match inner.call(request).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            guard.headers.apply(response.headers_mut(), client.https);
+            Ok(response)
+        })
     }
 }
 
@@ -95,27 +178,24 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let guard = self.guard.clone();
         Box::pin(async move {
-            let peer = request
+            let client = request
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-            let tls = request.extensions().get::<Tls>().is_some();
-            let client = client::resolve(peer, tls, request.headers(), &guard.trusted_proxies);
-            request.extensions_mut().insert(client);
-            let mut response = match guard.screen(client, request.uri().path()).await {
-                Some(refused) => refused,
-                None => match inner.call(request).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                },
-            };
-            guard.headers.apply(response.headers_mut(), client.https);
-            Ok(response)
+                .get::<ClientAddr>()
+                .copied()
+                .unwrap_or(ClientAddr {
+                    ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    https: false,
+                    placed: false,
+                });
+            if let Some(refused) = guard.screen(client, request.uri().path()).await {
+                return Ok(refused);
+            }
+            inner.call(request).await
         })
     }
 }

@@ -363,14 +363,13 @@ async fn hsts_is_sent_when_a_trusted_proxy_says_https_and_only_then() {
 #[tokio::test]
 async fn html_pages_get_a_strict_content_security_policy() {
     let config = portvakt::Config::from_pairs([("addr", "127.0.0.1:0")]).unwrap();
-    let limits = Arc::new(portvakt::http::RateLimits::new(&config));
-    let guard = portvakt::http::guard::Guard::new(&config, limits);
+    let guard = portvakt::http::guard::ClientGuard::new(&config);
     let router = axum::Router::new()
         .route(
             "/page",
             axum::routing::get(|| async { axum::response::Html("<p>hello</p>") }),
         )
-        .layer(portvakt::http::guard::GuardLayer(Arc::new(guard)));
+        .layer(portvakt::http::guard::ClientLayer(Arc::new(guard)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -625,4 +624,118 @@ async fn the_cli_unlocks_an_account() {
         .cli(&["user", "unlock", "--email", "none@example.com"])
         .await;
     assert!(!ok && err.contains("no account"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_cannot_name_itself_in_the_header_the_proxy_does_not_write() {
+    let app = spawn_app_with(&[
+        ("admin_allowed_networks", "10.0.0.0/8"),
+        ("trusted_proxies", "127.0.0.1/32"),
+    ])
+    .await;
+    let root = admin(&app, "root@example.com").await;
+    let id = user_id(&app, "root@example.com").await;
+    // The proxy appended the real client to X-Forwarded-For and passed the client's own
+    // Forwarded header through.
+    let spoofed = app
+        .authed(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/users/{id}/unlock"),
+            &root.access_token,
+        )
+        .header("forwarded", "for=10.1.2.3;proto=https")
+        .header("x-forwarded-for", "203.0.113.5");
+    let response = app.send(spoofed).await;
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+    problem(response, 404).await;
+    // A hop the proxy could not name is nobody the allow-list vouches for.
+    problem(
+        unlock(&app, &root.access_token, &id, Some("10.1.2.3, unknown")).await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        unlock(&app, &root.access_token, &id, Some("10.1.2.3"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn with_forwarded_configured_x_forwarded_for_is_ignored() {
+    let app = spawn_app_with(&[
+        ("trusted_proxies", "127.0.0.1/32"),
+        ("forwarded_header", "forwarded"),
+    ])
+    .await;
+    app.signup("fwd@example.com", PASSWORD).await;
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", "10.9.9.9")
+                .header(
+                    "forwarded",
+                    r#"for=1.1.1.1, for="[2001:db8::7]:443";proto=https"#,
+                )
+                .json(&json!({ "email": "fwd@example.com", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_some()
+    );
+    let pair: TokenPair = response.json().await.unwrap();
+    let sessions: Value = app
+        .send(app.authed(
+            reqwest::Method::GET,
+            "/api/v1/users/me/sessions",
+            &pair.access_token,
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions["items"][0]["ip"], "2001:db8::7");
+}
+
+#[tokio::test]
+async fn a_browser_can_read_a_rate_limit_refusal() {
+    let app = spawn_app_with(&[
+        ("cors_origins", "https://app.example.com"),
+        ("rate_limit_per_second", "1"),
+        ("rate_limit_burst", "1"),
+    ])
+    .await;
+    let get = || {
+        app.client
+            .get(app.url("/oauth2/jwks"))
+            .header("origin", "https://app.example.com")
+    };
+    assert_eq!(app.send(get()).await.status(), 200);
+    let refused = app.send(get()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        refused.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("retry-after")
+    );
+    assert_security_headers(&refused, "429 with CORS");
+    // Preflights carry the security headers too.
+    let response = preflight(&app, "https://app.example.com").await;
+    assert_security_headers(&response, "preflight");
 }
