@@ -133,6 +133,7 @@ async fn failed(
     };
     let threshold = app.config.lockout_threshold;
     let counted = user.filter(|_| reason == "wrong_password");
+    let ip = client.ip.clone();
     let client = client.clone();
     // Written even if the client hangs up now: a guesser must not be able to skip the record.
     let recorded = app
@@ -160,12 +161,12 @@ async fn failed(
         Ok((audit_id, locked)) => {
             match user {
                 Some(id) => {
-                    tracing::info!(user_id = %id, reason, backoff_s, %audit_id, "login failed");
+                    tracing::info!(user_id = %id, reason, backoff_s, ip = %ip, %audit_id, "login failed");
                     if locked {
                         tracing::warn!(user_id = %id, threshold, "account locked after repeated failed logins");
                     }
                 }
-                None => tracing::info!(reason, backoff_s, %audit_id, "login failed"),
+                None => tracing::info!(reason, backoff_s, ip = %ip, %audit_id, "login failed"),
             }
             AppError::InvalidCredentials
         }
