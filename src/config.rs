@@ -80,8 +80,8 @@ settings! {
     "forwarded_header" = "x-forwarded-for" : "The header your trusted proxies append the client to: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` (RFC 7239). Only that one is read; a proxy passes the other through from the client untouched.";
     "rate_limit_per_second" = "50" : "Requests per second allowed per client IP on every route but `/health`, `/ready` and `/metrics`; 0 turns the limit off.";
     "rate_limit_burst" = "100" : "Requests a client IP may make at once before `rate_limit_per_second` applies.";
-    "auth_rate_limit_per_minute" = "10" : "Requests per minute per client IP on each of login, signup and refresh; 0 turns the limit off.";
-    "auth_rate_limit_burst" = "20" : "Burst allowed on each of login, signup and refresh before `auth_rate_limit_per_minute` applies.";
+    "auth_rate_limit_per_minute" = "10" : "Requests per minute per client IP on each of login, signup, refresh and password change; 0 turns the limit off.";
+    "auth_rate_limit_burst" = "20" : "Burst allowed on each of login, signup, refresh and password change before `auth_rate_limit_per_minute` applies.";
     "login_backoff_after" = "5" : "Failed logins for one email before each further attempt must wait; 0 turns the backoff off.";
     "login_backoff_initial" = "1s" : "The first wait after `login_backoff_after` failures; each further failure doubles it.";
     "login_backoff_max" = "15m" : "The longest wait between login attempts for one email.";

@@ -121,6 +121,7 @@ struct ChangePasswordRequest {
 }
 
 async fn change_password(
+    _limit: AuthRateLimit,
     State(app): State<AppState>,
     caller: Caller,
     client: ClientInfo,

@@ -176,13 +176,49 @@ pub async fn change_password(
     let mut context = vec![user.email.clone()];
     context.extend(user.name.clone());
     check_new_password(app, "new_password", &new, context).await?;
+    // A wrong current password is a password guess like a failed login (by whoever holds
+    // the token): it counts towards the same backoff and lockout, and is audited.
+    let attempt = app
+        .backoff
+        .admit(&user.email.to_lowercase())
+        .await
+        .map_err(|retry_after| AppError::RateLimited {
+            retry_after,
+            detail: "Too many wrong passwords for this account; see Retry-After.",
+        })?;
     let verified = app
         .hasher
         .verify(current, user.password_hash.clone())
         .await?;
     if !verified.matches {
+        attempt.failed().await;
+        let (id, threshold) = (user.id, app.config.lockout_threshold);
+        let entry = Entry::new(Action::PasswordChangeFailed)
+            .actor(id)
+            .target("user", id)
+            .failure()
+            .client(&client);
+        let lockout = Entry::new(Action::Lockout)
+            .target("user", id)
+            .client(&client)
+            .detail("failed_logins", threshold);
+        let locked = app
+            .to_completion(move |app| async move {
+                let mut tx = app.store.begin_write().await?;
+                let locked =
+                    store::record_failed_login(&mut tx, id, threshold, now_micros()).await?;
+                app.audit.record(&mut tx, entry).await?;
+                if locked {
+                    app.audit.record(&mut tx, lockout).await?;
+                }
+                tx.commit().await?;
+                Ok(locked)
+            })
+            .await?;
+        tracing::info!(ip = %client.ip, locked, "password change refused: wrong current password");
         return Err(AppError::WrongPassword);
     }
+    attempt.succeeded().await;
     let hash = app.hasher.hash(new).await?;
     let keep = caller.session_id;
     app.to_completion(move |app| async move {

@@ -15,6 +15,7 @@ pub enum Action {
     RefreshReuseDetected,
     SessionRevoked,
     PasswordChanged,
+    PasswordChangeFailed,
     Lockout,
     Unlock,
 }
@@ -29,6 +30,7 @@ impl Action {
             Action::RefreshReuseDetected => "refresh_reuse_detected",
             Action::SessionRevoked => "session_revoked",
             Action::PasswordChanged => "password_changed",
+            Action::PasswordChangeFailed => "password_change_failed",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
         }

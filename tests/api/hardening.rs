@@ -739,3 +739,47 @@ async fn a_browser_can_read_a_rate_limit_refusal() {
     let response = preflight(&app, "https://app.example.com").await;
     assert_security_headers(&response, "preflight");
 }
+
+#[tokio::test]
+async fn a_stolen_token_cannot_guess_the_password_through_password_change() {
+    let app = spawn_app_with(&[("lockout_threshold", "7")]).await;
+    let (email, pair) = app.new_user().await;
+    let change = |current: &str| {
+        app.authed(
+            reqwest::Method::POST,
+            "/api/v1/users/me/password",
+            &pair.access_token,
+        )
+        .json(&json!({
+            "current_password": current,
+            "new_password": "an entirely new passphrase 99",
+        }))
+    };
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        statuses.push(
+            app.send(change(&format!("guess {n} of the password")))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, vec![403, 403, 403, 403, 403, 429]);
+    // The same backoff guards login for that email.
+    assert_eq!(app.login(&email, PASSWORD).await.status(), 429);
+    let failed = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|a| a == "password_change_failed")
+        .count();
+    assert_eq!(failed, 5);
+    let count: i64 = sqlx::query_scalar("SELECT failed_logins FROM users WHERE email_key = $1")
+        .bind(&email)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        count, 5,
+        "wrong current passwords count towards the lockout"
+    );
+}
