@@ -341,6 +341,8 @@ impl Application {
         let options = server::ServeOptions {
             header_read_timeout: self.state.config.header_read_timeout,
             max_connections: self.state.config.max_connections,
+            max_connections_per_ip: self.state.config.max_connections_per_ip,
+            trusted_proxies: self.state.config.trusted_proxies.clone(),
             shutdown_timeout: self.state.config.shutdown_timeout,
         };
         let store = self.state.store.clone();

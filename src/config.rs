@@ -75,6 +75,7 @@ settings! {
     "request_timeout" = "30s" : "Requests taking longer are answered with 408.";
     "header_read_timeout" = "10s" : "A client must send its request headers within this time (and, with native TLS, first complete the handshake within it).";
     "max_connections" = "1000" : "Concurrent HTTP connections; further clients wait in the listen backlog.";
+    "max_connections_per_ip" = "100" : "Open connections one client address may hold (an IPv6 client counts per /64); more are closed at once. Trusted proxies are exempt. 0 means no cap.";
     "shutdown_timeout" = "30s" : "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
     "trusted_proxies" = "" : "Comma-separated CIDRs of reverse proxies whose forwarding header (`forwarded_header`) is believed (e.g. `10.0.0.0/8,127.0.0.1/32`). Empty: the socket peer is the client.";
     "forwarded_header" = "x-forwarded-for" : "The header your trusted proxies append the client to: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` (RFC 7239). Only that one is read; a proxy passes the other through from the client untouched.";
@@ -338,6 +339,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: NetList,
     pub forwarded_header: ForwardedHeader,
@@ -631,6 +633,7 @@ impl Config {
         let request_timeout = s.span("request_timeout", Duration::from_millis(1));
         let header_read_timeout = s.span("header_read_timeout", Duration::from_millis(1));
         let max_connections = s.range::<usize>("max_connections", 1, 1_000_000);
+        let max_connections_per_ip = s.range::<usize>("max_connections_per_ip", 0, 1_000_000);
         let shutdown_timeout = s.span("shutdown_timeout", Duration::ZERO);
         let trusted_proxies = s.parse::<NetList>("trusted_proxies");
         let forwarded_header = s.parse::<ForwardedHeader>("forwarded_header");
@@ -770,6 +773,7 @@ impl Config {
             request_timeout: request_timeout.ok_or_else(missing)?,
             header_read_timeout: header_read_timeout.ok_or_else(missing)?,
             max_connections: max_connections.ok_or_else(missing)?,
+            max_connections_per_ip: max_connections_per_ip.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
             trusted_proxies: trusted_proxies.ok_or_else(missing)?,
             forwarded_header: forwarded_header.ok_or_else(missing)?,

@@ -97,7 +97,7 @@ impl RateLimits {
 
 /// The address a limit is counted for. An IPv6 client usually holds a whole /64 (and can
 /// pick any address in it), so all of it counts as one client.
-fn bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

@@ -248,6 +248,8 @@ async fn requests_over_tls_carry_the_tls_marker_and_plain_ones_do_not() {
     let options = ServeOptions {
         header_read_timeout: Duration::from_secs(5),
         max_connections: 10,
+        max_connections_per_ip: 0,
+        trusted_proxies: Default::default(),
         shutdown_timeout: Duration::from_secs(1),
     };
     let mut bases = Vec::new();
@@ -259,7 +261,7 @@ async fn requests_over_tls_carry_the_tls_marker_and_plain_ones_do_not() {
         tokio::spawn(server::serve(
             listener,
             router.clone(),
-            options,
+            options.clone(),
             acceptor,
             std::future::pending(),
         ));
