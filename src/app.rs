@@ -99,6 +99,10 @@ impl AppState {
         }
         let master = Arc::new(MasterKey::new(&secret_key));
         let audit = Arc::new(Audit::new(&master));
+        audit
+            .seal_genesis(&store)
+            .await
+            .context("signing the audit log's initial head")?;
         let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
 
         let hasher = PasswordHasher::start(HashSettings {

@@ -44,6 +44,22 @@ impl Audit {
         &self.signer
     }
 
+    /// Signs the empty chain's head on a database that has never been opened, so that
+    /// `audit verify` can refuse an unsigned head: wiping the log back to "empty" then takes
+    /// a copy of this signature from before the first entry, not just two SQL statements.
+    /// Verification never calls this.
+    pub async fn seal_genesis(&self, db: &crate::store::Store) -> Result<(), sqlx::Error> {
+        let signature = self.signer.sign_head(0, chain::GENESIS);
+        sqlx::query(
+            "UPDATE audit_head SET signature = $1 WHERE id = 1 AND seq = 0 AND hash = $2 AND signature = ''",
+        )
+        .bind(signature)
+        .bind(chain::GENESIS)
+        .execute(db.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Appends `entry` inside the caller's open write transaction and returns its id. It
     /// becomes visible, with the change, when the caller commits; a rollback takes both away.
     ///

@@ -110,8 +110,9 @@ impl Walker {
             Some(salt) => {
                 e.personal_digest.as_deref() == Some(&chain::personal_digest(salt, &personal))
             }
-            // Erased (or never had any): the digest alone stays in the chain.
-            None => personal.is_empty(),
+            // Never had any. (Erasing personal data will need a signed record of the
+            // erasure; until then, cleared fields are tampering.)
+            None => personal.is_empty() && e.personal_digest.is_none(),
         };
         if !personal_ok {
             return Err(broken(
@@ -172,12 +173,6 @@ impl Walker {
     }
 }
 
-impl Head {
-    fn is_genesis(&self) -> bool {
-        self.seq == 0 && self.hash == GENESIS && self.signature.is_empty()
-    }
-}
-
 impl Checkpoint {
     pub(crate) fn is_genesis(&self) -> bool {
         self.seq == 0 && self.hash == GENESIS && self.signature.is_empty()
@@ -205,15 +200,21 @@ pub(crate) fn check_checkpoint(audit: &Audit, cp: &Checkpoint) -> Result<(), Bro
 pub async fn verify(db: &Store, audit: &Audit) -> Result<Report, VerifyError> {
     let mut tx = db.begin_snapshot().await?;
     let head = store::head(&mut tx).await?;
-    if !head.is_genesis()
-        && !audit
-            .signer()
-            .head_is_valid(head.seq, &head.hash, &head.signature)
+    // Even the empty chain's head is signed (when the service first opens the database), so
+    // resetting the log to "empty" is not a way to erase it.
+    if !audit
+        .signer()
+        .head_is_valid(head.seq, &head.hash, &head.signature)
     {
+        let problem = if head.signature.is_empty() {
+            "is named by an unsigned head: the log was reset, or portvakt never opened this database"
+        } else {
+            "is named by a head whose signature is invalid: the end of the chain was rewritten, or this is not the secret key that wrote it"
+        };
         return Err(VerifyError::Broken(Broken {
             seq: head.seq,
             id: None,
-            problem: "is named by a head whose signature is invalid: the end of the chain was rewritten, or this is not the secret key that wrote it".into(),
+            problem: problem.into(),
         }));
     }
     let cp = store::checkpoint(&mut tx).await?;

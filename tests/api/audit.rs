@@ -368,6 +368,36 @@ async fn verify_names_an_entry_whose_ip_was_changed() {
 }
 
 #[tokio::test]
+async fn verify_notices_personal_data_cleared_from_an_entry() {
+    let app = app_with_entries().await;
+    sql(
+        &app,
+        "UPDATE audit_log SET ip = NULL, user_agent = NULL, personal = NULL, personal_salt = NULL WHERE seq = 3",
+    )
+    .await;
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
+    assert!(!ok);
+    assert!(err.contains("entry 3 (id "), "{err}");
+}
+
+#[tokio::test]
+async fn verify_notices_a_log_wiped_back_to_empty() {
+    let app = app_with_entries().await;
+    sql(&app, "DELETE FROM audit_log").await;
+    sql(
+        &app,
+        &format!(
+            "UPDATE audit_head SET seq = 0, hash = '{}', signature = '' WHERE id = 1",
+            "0".repeat(64)
+        ),
+    )
+    .await;
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
+    assert!(!ok, "{err}");
+    assert!(err.contains("unsigned head"), "{err}");
+}
+
+#[tokio::test]
 async fn verify_names_an_entry_deleted_from_the_middle() {
     let app = app_with_entries().await;
     sql(&app, "DELETE FROM audit_log WHERE seq = 2").await;
