@@ -46,7 +46,7 @@ pub struct AppInner {
     pub profiles: Arc<ProfileCache>,
     pub policy: PasswordPolicy,
     pub limits: Arc<RateLimits>,
-    pub backoff: LoginBackoff,
+    pub backoff: Arc<LoginBackoff>,
     pub audit: Arc<Audit>,
 }
 
@@ -121,8 +121,9 @@ impl AppState {
         );
         let sessions = Arc::new(SessionCache::new(config.cache_ttl, SESSION_CACHE_CAPACITY));
         let profiles = Arc::new(ProfileCache::new(config.cache_ttl, PROFILE_CACHE_CAPACITY));
+        let backoff = Arc::new(LoginBackoff::new(BackoffRules::from_config(&config)));
         if store.backend() == Backend::Postgres {
-            let (s, p) = (sessions.clone(), profiles.clone());
+            let (s, p, b) = (sessions.clone(), profiles.clone(), backoff.clone());
             notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
                 Arc::new(move |event| match event {
@@ -135,6 +136,9 @@ impl AppState {
                         if kind == accounts::cache::INVALIDATION_KIND =>
                     {
                         p.invalidate_ids(&ids)
+                    }
+                    Invalidation::Ids { kind, ids } if kind == auth::backoff::INVALIDATION_KIND => {
+                        b.forget(&ids)
                     }
                     Invalidation::Ids { .. } => {}
                     Invalidation::Everything => {
@@ -149,7 +153,6 @@ impl AppState {
             min_score: config.password_min_score,
         };
         let limits = Arc::new(RateLimits::new(&config));
-        let backoff = LoginBackoff::new(BackoffRules::from_config(&config));
         let state = AppState(Arc::new(AppInner {
             config,
             store,

@@ -264,10 +264,20 @@ pub async fn unlock(
     let user = store::find_by_id(app.store.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let email_key = user.email.to_lowercase();
     let unlocked = app
         .to_completion(move |app| async move {
             let mut tx = app.store.begin_write().await?;
             let unlocked = store::unlock(&mut tx, id, now_micros()).await?;
+            // Every instance (with PostgreSQL) forgets the email's backoff, so the owner can
+            // log in at once wherever the next request lands.
+            app.store
+                .announce(
+                    &mut tx,
+                    crate::auth::backoff::INVALIDATION_KIND,
+                    &[crate::auth::backoff::announced(&email_key)],
+                )
+                .await?;
             if unlocked {
                 let mut entry = Entry::new(Action::Unlock).target("user", id);
                 entry = match (actor, &client) {

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 
+/// The invalidation kind that carries emails whose backoff an unlock cleared.
+pub const INVALIDATION_KIND: &str = "backoff";
+
 /// Emails tracked at most; beyond it, emails that are not in backoff are dropped first.
 const MAX_TRACKED: usize = 200_000;
 
@@ -147,6 +150,14 @@ impl LoginBackoff {
     pub async fn clear(&self, key: &str) {
         lock(&self.entries).remove(key);
     }
+
+    /// Clears the failures of emails announced by another instance (see [`announced`]).
+    pub fn forget(&self, announced: &[String]) {
+        let mut entries = lock(&self.entries);
+        for key in announced.iter().filter_map(|a| from_hex(a)) {
+            entries.remove(&key);
+        }
+    }
 }
 
 impl std::fmt::Debug for Attempt {
@@ -192,6 +203,23 @@ impl Drop for Attempt {
             }
         }
     }
+}
+
+/// An email key as announced to other instances: hex, because announcements are
+/// comma-separated and an address may contain a comma.
+pub fn announced(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<String> {
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 fn lock(entries: &Mutex<HashMap<String, Entry>>) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -279,6 +307,16 @@ mod tests {
         let _one = b.admit("a@x").await.unwrap();
         let _two = b.admit("a@x").await.unwrap();
         assert!(b.admit("a@x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_announced_unlock_clears_the_email_here_too() {
+        let b = LoginBackoff::new(rules(1));
+        let key = r#""a,b"@x.example"#;
+        b.admit(key).await.unwrap().failed().await;
+        assert!(b.admit(key).await.is_err());
+        b.forget(&[announced(key), "not hex".into()]);
+        assert!(b.admit(key).await.is_ok());
     }
 
     #[tokio::test]

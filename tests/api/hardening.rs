@@ -823,3 +823,47 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test]
+async fn an_unlock_on_one_instance_lifts_the_backoff_on_another() {
+    let db = crate::helpers::fresh_database().await;
+    if !db.is_postgres() {
+        crate::helpers::skipped(
+            "an_unlock_on_one_instance_lifts_the_backoff_on_another",
+            "two instances share a database only on PostgreSQL; set PORTVAKT_TEST_DATABASE_URL",
+        );
+        return;
+    }
+    let url = db.url().unwrap().to_string();
+    let secret = portvakt::crypto::secret::generate();
+    // A wait far longer than the test, so only the unlock can end it.
+    let settings = [
+        ("secret_key", secret.as_str()),
+        ("login_backoff_after", "2"),
+        ("login_backoff_initial", "10m"),
+        ("login_backoff_max", "10m"),
+    ];
+    let a = crate::helpers::spawn_app_on(db, &settings).await;
+    let mut with_url = settings.to_vec();
+    with_url.push(("database_url", &url));
+    let b = crate::helpers::spawn_app_on(crate::helpers::TestDatabase::Sqlite, &with_url).await;
+    let root = admin(&b, "root@example.com").await;
+    a.signup("owner@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        a.login("owner@example.com", "somebody guessing here").await;
+    }
+    assert_eq!(a.login("owner@example.com", PASSWORD).await.status(), 429);
+    let id = user_id(&a, "owner@example.com").await;
+    assert_eq!(
+        unlock(&b, &root.access_token, &id, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let a = &a;
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(5), || async move {
+            a.login("owner@example.com", PASSWORD).await.status() == StatusCode::OK
+        })
+        .await,
+        "the owner gets in on the other instance"
+    );
+}
