@@ -25,7 +25,7 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
-use crate::http::guard::{ClientGuard, ClientLayer, Guard, GuardLayer};
+use crate::http::guard::{ClientGuard, Guard, GuardLayer};
 use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
@@ -243,8 +243,7 @@ pub fn router(state: AppState) -> Router {
             state.limits.clone(),
         ))))
         .layer(tower::util::option_layer(cors::layer(config)))
-        .layer(ClientLayer(Arc::new(ClientGuard::new(config))))
-        .layer(edge::EdgeLayer)
+        .layer(edge::EdgeLayer(Arc::new(ClientGuard::new(config))))
         .with_state(state)
 }
 

@@ -16,27 +16,33 @@ use axum::response::Response;
 use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
+use super::guard::ClientGuard;
 use super::problem;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::error::ErrorReport;
 use crate::telemetry::context::{self, RequestContext, Route};
 
 /// The edge as a tower layer (cheaper per request than `from_fn`, which boxes the inner
-/// service on every call).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EdgeLayer;
+/// service on every call). It also runs the client half of the guard, so that every
+/// answer, even one rendered here, gets the security headers.
+#[derive(Clone)]
+pub struct EdgeLayer(pub Arc<ClientGuard>);
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
 
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge { inner }
+        Edge {
+            inner,
+            guard: self.0.clone(),
+        }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
+    guard: Arc<ClientGuard>,
 }
 
 impl<S> Service<Request> for Edge<S>
@@ -56,15 +62,17 @@ where
         // The instance that was polled ready serves this request (tower's clone-and-swap).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { Ok(handle(request, inner).await) })
+        let guard = self.guard.clone();
+        Box::pin(async move { Ok(handle(request, inner, guard).await) })
     }
 }
 
-async fn handle<S>(request: Request, mut inner: S) -> Response
+async fn handle<S>(mut request: Request, mut inner: S, guard: Arc<ClientGuard>) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let started = Instant::now();
+    let client = guard.admit(&mut request);
     let id = request_id::from_headers(request.headers());
     let oauth = request.uri().path().starts_with("/oauth2/");
     let route = request
@@ -89,6 +97,7 @@ where
         } else {
             problem::normalize(response)
         };
+        guard.finish(&mut response, client);
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(X_REQUEST_ID.clone(), value);
         }

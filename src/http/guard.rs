@@ -1,10 +1,11 @@
-//! The guard in front of every route, in two layers with CORS between them:
+//! The guard in front of every route, in two parts with CORS between them:
 //!
-//! - [`ClientLayer`] (outer) resolves the client (trusted proxies) and puts the security
-//!   headers on whatever comes back, CORS preflights and refusals included;
-//! - [`GuardLayer`] (inner) hides the admin API from networks outside the allow-list and
-//!   applies the per-IP rate limit. Being inside CORS, its refusals carry the CORS headers a
-//!   browser needs to let the page read them.
+//! - [`ClientGuard`], run by the outermost edge layer, resolves the client (trusted
+//!   proxies) and puts the security headers on whatever comes back, CORS preflights and
+//!   refusals included;
+//! - [`GuardLayer`] (inside CORS) hides the admin API from networks outside the allow-list
+//!   and applies the per-IP rate limit. Being inside CORS, its refusals carry the CORS
+//!   headers a browser needs to let the page read them.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +41,29 @@ impl ClientGuard {
             forwarded_header: config.forwarded_header,
             headers: SecurityHeaders::new(config.hsts_max_age),
         }
+    }
+
+    /// Resolves the client of `request` and records it there for everything inside.
+    pub fn admit(&self, request: &mut Request) -> ClientAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let tls = request.extensions().get::<Tls>().is_some();
+        let client = client::resolve(
+            peer,
+            tls,
+            request.headers(),
+            &self.trusted_proxies,
+            self.forwarded_header,
+        );
+        request.extensions_mut().insert(client);
+        client
+    }
+
+    /// Puts the security headers on the answer to `client`.
+    pub fn finish(&self, response: &mut Response, client: ClientAddr) {
+        self.headers.apply(response.headers_mut(), client.https);
     }
 }
 
@@ -81,67 +105,6 @@ impl Guard {
             );
         }
         None
-    }
-}
-
-#[derive(Clone)]
-pub struct ClientLayer(pub Arc<ClientGuard>);
-
-impl<S> Layer<S> for ClientLayer {
-    type Service = ClientService<S>;
-
-    fn layer(&self, inner: S) -> ClientService<S> {
-        ClientService {
-            guard: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ClientService<S> {
-    guard: Arc<ClientGuard>,
-    inner: S,
-}
-
-impl<S> Service<Request> for ClientService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let guard = self.guard.clone();
-        Box::pin(async move {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-            let tls = request.extensions().get::<Tls>().is_some();
-            let client = client::resolve(
-                peer,
-                tls,
-                request.headers(),
-                &guard.trusted_proxies,
-                guard.forwarded_header,
-            );
-            request.extensions_mut().insert(client);
-            let mut response = match inner.call(request).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            guard.headers.apply(response.headers_mut(), client.https);
-            Ok(response)
-        })
     }
 }
 
