@@ -56,7 +56,7 @@ impl Email {
         }
         Ok(Email {
             address: address.to_string(),
-            key: address.to_lowercase(),
+            key: email_key(address),
         })
     }
 
@@ -105,6 +105,11 @@ impl Name {
     }
 }
 
+/// The identity key of an address: its lowercase form, unique across accounts.
+pub fn email_key(address: &str) -> String {
+    address.to_lowercase()
+}
+
 /// A stored account.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -118,6 +123,13 @@ pub struct User {
     pub created_at: i64,
     pub updated_at: i64,
     pub roles: Vec<String>,
+}
+
+impl User {
+    /// The key the account's email is known by (uniqueness, login backoff).
+    pub fn email_key(&self) -> String {
+        email_key(&self.email)
+    }
 }
 
 /// The user as the API shows it (API.md "User").

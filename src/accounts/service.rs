@@ -180,7 +180,7 @@ pub async fn change_password(
     // the token): it counts towards the same backoff and lockout, and is audited.
     let attempt = app
         .backoff
-        .admit(&user.email.to_lowercase())
+        .admit(&user.email_key())
         .await
         .map_err(|retry_after| AppError::RateLimited {
             retry_after,
@@ -192,29 +192,12 @@ pub async fn change_password(
         .await?;
     if !verified.matches {
         attempt.failed().await;
-        let (id, threshold) = (user.id, app.config.lockout_threshold);
         let entry = Entry::new(Action::PasswordChangeFailed)
-            .actor(id)
-            .target("user", id)
+            .actor(user.id)
+            .target("user", user.id)
             .failure()
             .client(&client);
-        let lockout = Entry::new(Action::Lockout)
-            .target("user", id)
-            .client(&client)
-            .detail("failed_logins", threshold);
-        let locked = app
-            .to_completion(move |app| async move {
-                let mut tx = app.store.begin_write().await?;
-                let locked =
-                    store::record_failed_login(&mut tx, id, threshold, now_micros()).await?;
-                app.audit.record(&mut tx, entry).await?;
-                if locked {
-                    app.audit.record(&mut tx, lockout).await?;
-                }
-                tx.commit().await?;
-                Ok(locked)
-            })
-            .await?;
+        let (_, locked) = record_wrong_password(app, Some(user.id), entry, &client).await?;
         tracing::info!(ip = %client.ip, locked, "password change refused: wrong current password");
         return Err(AppError::WrongPassword);
     }
@@ -264,7 +247,8 @@ pub async fn unlock(
     let user = store::find_by_id(app.store.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let email_key = user.email.to_lowercase();
+    let email_key = user.email_key();
+    let announced = crate::auth::backoff::announced(&email_key);
     let unlocked = app
         .to_completion(move |app| async move {
             let mut tx = app.store.begin_write().await?;
@@ -275,7 +259,7 @@ pub async fn unlock(
                 .announce(
                     &mut tx,
                     crate::auth::backoff::INVALIDATION_KIND,
-                    &[crate::auth::backoff::announced(&email_key)],
+                    &[announced],
                 )
                 .await?;
             if unlocked {
@@ -291,7 +275,7 @@ pub async fn unlock(
             Ok(unlocked)
         })
         .await?;
-    app.backoff.clear(&user.email.to_lowercase()).await;
+    app.backoff.clear(&email_key).await;
     if unlocked {
         tracing::info!(user_id = %id, "account unlocked");
     }
@@ -301,4 +285,44 @@ pub async fn unlock(
 /// The account with this email, if any.
 pub async fn find_by_email(app: &AppState, email: &Email) -> Result<Option<User>, AppError> {
     Ok(store::find_by_email_key(app.store.pool(), email.key()).await?)
+}
+
+/// Records a password guess that failed, in one transaction written even if the client hangs
+/// up (a guesser must not be able to skip the record): `entry` goes to the audit log and, for
+/// an existing account (`counted`), the failure counts towards its lockout, adding a
+/// `lockout` entry when this one locks it. Returns the entry's id and whether it locked.
+pub async fn record_wrong_password(
+    app: &AppState,
+    counted: Option<UserId>,
+    entry: Entry,
+    client: &ClientInfo,
+) -> Result<(uuid::Uuid, bool), AppError> {
+    let threshold = app.config.lockout_threshold;
+    let lockout = counted.map(|id| {
+        Entry::new(Action::Lockout)
+            .target("user", id)
+            .client(client)
+            .detail("failed_logins", threshold)
+    });
+    let (audit_id, locked) = app
+        .to_completion(move |app| async move {
+            let mut tx = app.store.begin_write().await?;
+            let locked = match counted {
+                Some(id) => {
+                    store::record_failed_login(&mut tx, id, threshold, now_micros()).await?
+                }
+                None => false,
+            };
+            let audit_id = app.audit.record(&mut tx, entry).await?;
+            if let (true, Some(lockout)) = (locked, lockout) {
+                app.audit.record(&mut tx, lockout).await?;
+            }
+            tx.commit().await?;
+            Ok((audit_id, locked))
+        })
+        .await?;
+    if let (true, Some(id)) = (locked, counted) {
+        tracing::warn!(user_id = %id, threshold, "account locked after repeated failed passwords");
+    }
+    Ok((audit_id, locked))
 }

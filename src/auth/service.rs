@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::backoff::Attempt;
 use super::sessions::{self, Rotation};
 use super::tokens::TokenError;
-use crate::accounts::{Email, UserId, store as accounts};
+use crate::accounts::{Email, UserId, service as account_service, store as accounts};
 use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::error::AppError;
@@ -131,42 +131,16 @@ async fn failed(
         Some(id) => entry.target("user", id),
         None => entry.personal("email", email.as_str()),
     };
-    let threshold = app.config.lockout_threshold;
     let counted = user.filter(|_| reason == "wrong_password");
-    let ip = client.ip.clone();
-    let client = client.clone();
-    // Written even if the client hangs up now: a guesser must not be able to skip the record.
-    let recorded = app
-        .to_completion(move |app| async move {
-            let mut tx = app.store.begin_write().await?;
-            let locked = match counted {
-                Some(id) => {
-                    accounts::record_failed_login(&mut tx, id, threshold, now_micros()).await?
-                }
-                None => false,
-            };
-            let audit_id = app.audit.record(&mut tx, entry).await?;
-            if let (true, Some(id)) = (locked, counted) {
-                let lockout = Entry::new(Action::Lockout)
-                    .target("user", id)
-                    .client(&client)
-                    .detail("failed_logins", threshold);
-                app.audit.record(&mut tx, lockout).await?;
-            }
-            tx.commit().await?;
-            Ok((audit_id, locked))
-        })
-        .await;
-    match recorded {
-        Ok((audit_id, locked)) => {
+    match account_service::record_wrong_password(app, counted, entry, client).await {
+        Ok((audit_id, _)) => {
             match user {
                 Some(id) => {
-                    tracing::info!(user_id = %id, reason, backoff_s, ip = %ip, %audit_id, "login failed");
-                    if locked {
-                        tracing::warn!(user_id = %id, threshold, "account locked after repeated failed logins");
-                    }
+                    tracing::info!(user_id = %id, reason, backoff_s, ip = %client.ip, %audit_id, "login failed")
                 }
-                None => tracing::info!(reason, backoff_s, ip = %ip, %audit_id, "login failed"),
+                None => {
+                    tracing::info!(reason, backoff_s, ip = %client.ip, %audit_id, "login failed")
+                }
             }
             AppError::InvalidCredentials
         }
