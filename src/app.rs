@@ -99,10 +99,14 @@ impl AppState {
         }
         let master = Arc::new(MasterKey::new(&secret_key));
         let audit = Arc::new(Audit::new(&master));
-        audit
-            .seal_genesis(&store)
-            .await
-            .context("signing the audit log's initial head")?;
+        // Only the run that creates the audit tables signs their empty head: a head found
+        // unsigned later is a reset log, and signing it would bless the reset.
+        if applied < crate::audit::SCHEMA_VERSION {
+            audit
+                .seal_genesis(&store)
+                .await
+                .context("signing the audit log's initial head")?;
+        }
         let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
 
         let hasher = PasswordHasher::start(HashSettings {

@@ -202,6 +202,12 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     let before = store.applied_schema_version().await?;
     store.migrate().await?;
     let after = store.applied_schema_version().await?;
+    if before < portvakt::audit::SCHEMA_VERSION && after >= portvakt::audit::SCHEMA_VERSION {
+        let (secret_key, _) = secret::resolve(&config)?;
+        Audit::new(&MasterKey::new(&secret_key))
+            .seal_genesis(&store)
+            .await?;
+    }
     store.close().await;
     if before == after {
         println!("database schema is current (version {after})");

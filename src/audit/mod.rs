@@ -27,6 +27,9 @@ pub use verify::{Broken, Report, VerifyError, verify};
 /// The HKDF label of the key that signs the head and the checkpoint.
 const KEY_PURPOSE: &str = "audit-log v1";
 
+/// The schema version whose migration creates the audit tables.
+pub const SCHEMA_VERSION: i64 = 2;
+
 /// Appends entries. One per process, shared through `AppState`.
 #[derive(Debug)]
 pub struct Audit {
@@ -44,10 +47,10 @@ impl Audit {
         &self.signer
     }
 
-    /// Signs the empty chain's head on a database that has never been opened, so that
-    /// `audit verify` can refuse an unsigned head: wiping the log back to "empty" then takes
-    /// a copy of this signature from before the first entry, not just two SQL statements.
-    /// Verification never calls this.
+    /// Signs the empty chain's head, once, right after the migration that creates it, so
+    /// that `audit verify` can refuse an unsigned head: wiping the log back to "empty" then
+    /// takes a copy of this signature from before the first entry, not just two SQL
+    /// statements. Nothing else may call it (it would sign a reset log).
     pub async fn seal_genesis(&self, db: &crate::store::Store) -> Result<(), sqlx::Error> {
         let signature = self.signer.sign_head(0, chain::GENESIS);
         sqlx::query(

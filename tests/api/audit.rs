@@ -395,6 +395,44 @@ async fn verify_notices_a_log_wiped_back_to_empty() {
     let (ok, _, err) = app.cli(&["audit", "verify"]).await;
     assert!(!ok, "{err}");
     assert!(err.contains("unsigned head"), "{err}");
+    // Starting the service (here through a CLI command that opens it) must not bless the
+    // reset by signing the empty head again.
+    app.cli(&["user", "unlock", "--email", "nobody@example.com"])
+        .await;
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
+    assert!(!ok, "{err}");
+    assert!(err.contains("unsigned head"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_made_by_portvakt_migrate_starts_with_a_signed_head() {
+    let app = crate::helpers::spawn_app().await;
+    if app.state.store.backend() == portvakt::store::Backend::Postgres {
+        // The same code path; one backend is enough for a fresh SQLite file.
+        return;
+    }
+    let fresh = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portvakt"))
+            .args(args)
+            .env_clear()
+            .env("PORTVAKT_DATA_DIR", fresh.path())
+            .current_dir(fresh.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
