@@ -11,7 +11,7 @@ use portvakt::accounts::{Email, Name};
 use portvakt::audit::{self, Audit, VerifyError};
 use portvakt::config::{Config, Level, SETTINGS, Span};
 use portvakt::crypto::secret::{self, MasterKey};
-use portvakt::store::{Store, micros_after, now_micros};
+use portvakt::store::Store;
 use portvakt::telemetry::{self, Sink};
 use portvakt::{AppState, Application, roles};
 use secrecy::SecretString;
@@ -318,15 +318,14 @@ async fn audit_verify(config: &Config) -> anyhow::Result<()> {
 
 async fn audit_prune(config: &Config, older_than: Option<Span>) -> anyhow::Result<()> {
     let before = match older_than {
-        // `now - age`, clamped, as a microsecond timestamp.
-        Some(Span(age)) => now_micros().saturating_sub(micros_after(0, age)),
+        Some(Span(age)) => audit::prune::cutoff(age),
         None if config.audit_retention_days == 0 => {
             println!(
                 "PORTVAKT_AUDIT_RETENTION_DAYS is 0: entries are kept forever; nothing pruned"
             );
             return Ok(());
         }
-        None => audit::prune::cutoff(config.audit_retention_days),
+        None => audit::prune::cutoff(audit::prune::retention(config.audit_retention_days)),
     };
     let (store, audit) = open_audit(config).await?;
     let result = audit::prune(&store, &audit, before).await;

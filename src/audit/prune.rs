@@ -71,9 +71,14 @@ pub async fn prune(db: &Store, audit: &Audit, before: i64) -> Result<PruneReport
     }
 }
 
-/// The moment before which entries are due for deletion under a retention of `days`.
-pub fn cutoff(days: u32) -> i64 {
-    now_micros().saturating_sub(i64::from(days).saturating_mul(86_400_000_000))
+/// The moment (microseconds) before which entries older than `age` are due for deletion.
+pub fn cutoff(age: std::time::Duration) -> i64 {
+    now_micros().saturating_sub(crate::store::micros_after(0, age))
+}
+
+/// The age `PORTVAKT_AUDIT_RETENTION_DAYS` keeps.
+pub fn retention(days: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(days) * 86_400)
 }
 
 /// `serve`'s housekeeping: prunes hourly when a retention is set, and logs the signed head
@@ -91,7 +96,7 @@ pub fn spawn_maintenance(
         loop {
             tick.tick().await;
             if retention_days > 0 {
-                match prune(&db, &audit, cutoff(retention_days)).await {
+                match prune(&db, &audit, cutoff(retention(retention_days))).await {
                     Ok(r) if r.pruned > 0 => {
                         tracing::info!(pruned = r.pruned, through = r.through, "audit log pruned");
                     }
