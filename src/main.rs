@@ -287,7 +287,13 @@ async fn open_audit(config: &Config) -> anyhow::Result<(Store, Audit)> {
         applied == latest,
         "the database schema is at version {applied} and this binary's at {latest}: run `portvakt migrate` with the newer of the two"
     );
-    let (secret_key, _) = secret::resolve(config)?;
+    let (secret_key, source) = secret::resolve(config)?;
+    // A key made up just now cannot be the one that signed the log: say so, instead of
+    // reporting every signature as forged.
+    anyhow::ensure!(
+        !matches!(source, secret::SecretSource::DevFile { created: true }),
+        "no secret key was configured or kept in the data directory, so the audit log's signatures cannot be checked: set PORTVAKT_SECRET_KEY to the key the service runs with"
+    );
     Ok((store, Audit::new(&MasterKey::new(&secret_key))))
 }
 
