@@ -433,6 +433,12 @@ async fn a_database_made_by_portvakt_migrate_starts_with_a_signed_head() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without the key that signed it, verify says so rather than calling the log forged.
+    std::fs::remove_file(fresh.path().join(portvakt::config::DEV_SECRET_FILE)).unwrap();
+    let out = run(&["audit", "verify"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no secret key"), "{err}");
 }
 
 #[tokio::test]
