@@ -87,7 +87,7 @@ settings! {
     "login_backoff_initial" = "1s" : "The first wait after `login_backoff_after` failures; each further failure doubles it.";
     "login_backoff_max" = "15m" : "The longest wait between login attempts for one email.";
     "login_backoff_reset" = "24h" : "Failures for an email are forgotten after this long without a new failure (a successful login forgets them at once).";
-    "lockout_threshold" = "0" : "Consecutive failed logins that lock an existing account until an admin unlocks it (`portvakt user unlock`); 0 means never lock.";
+    "lockout_threshold" = "0" : "Consecutive wrong passwords (at login or as the current password of a password change) that lock an existing account until an admin unlocks it (`portvakt user unlock`); 0 means never lock.";
     "cors_origins" = "" : "Comma-separated origins allowed to call the API from a browser (`https://app.example.com`). Empty denies all; `*` allows any (refused in production).";
     "cors_allow_credentials" = "false" : "Let browsers send cookies and credentials cross-origin; needs explicit `cors_origins`.";
     "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
