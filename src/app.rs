@@ -30,7 +30,8 @@ use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
-use crate::{admin, oidc, ops};
+use crate::telemetry::errors::Reporter;
+use crate::{admin, oidc, openapi, ops};
 
 /// Everything a request handler may need. Cloning is one reference count.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub struct AppInner {
     pub limits: Arc<RateLimits>,
     pub backoff: Arc<LoginBackoff>,
     pub audit: Arc<Audit>,
+    pub exporter: ops::metrics::Exporter,
+    pub reporter: Option<Arc<Reporter>>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -157,6 +160,7 @@ impl AppState {
             min_score: config.password_min_score,
         };
         let limits = Arc::new(RateLimits::new(&config));
+        let reporter = Reporter::from_config(&config);
         let state = AppState(Arc::new(AppInner {
             config,
             store,
@@ -169,6 +173,8 @@ impl AppState {
             limits,
             backoff,
             audit,
+            exporter: ops::metrics::Exporter::default(),
+            reporter,
         }));
         spawn_housekeeping(&state);
         Ok(state)
@@ -233,8 +239,9 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(admin::router())
         .merge(auth::router())
-        .merge(ops::router())
+        .merge(ops::router(config.metrics_addr.is_none()))
         .merge(oidc::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -247,7 +254,10 @@ pub fn router(state: AppState) -> Router {
             state.limits.clone(),
         ))))
         .layer(tower::util::option_layer(cors::layer(config)))
-        .layer(edge::EdgeLayer(Arc::new(ClientGuard::new(config))))
+        .layer(edge::EdgeLayer {
+            guard: Arc::new(ClientGuard::new(config)),
+            reporter: state.reporter.clone(),
+        })
         .with_state(state)
 }
 
@@ -261,6 +271,8 @@ const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 /// A bound, ready-to-serve instance.
 pub struct Application {
     listener: TcpListener,
+    /// The separate `/metrics` listener, when `metrics_addr` asks for one.
+    metrics: Option<TcpListener>,
     state: AppState,
     local_addr: SocketAddr,
     tls: Option<NativeTls>,
@@ -312,6 +324,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local_addr = listener.local_addr()?;
+        let metrics = match state.config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             addr = %local_addr,
             tls = tls.is_some(),
@@ -321,8 +341,12 @@ impl Application {
             startup_ms = started.elapsed().as_millis() as u64,
             "portvakt is ready"
         );
+        if let Some(m) = &metrics {
+            tracing::info!(addr = %m.local_addr()?, "serving /metrics on its own listener");
+        }
         Ok(Application {
             listener,
+            metrics,
             state,
             local_addr,
             tls,
@@ -335,6 +359,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// The address of the separate metrics listener, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -362,15 +391,40 @@ impl Application {
             self.state.audit.clone(),
             self.state.config.audit_retention_days,
         );
+        let reporter = self.state.reporter.clone();
+        // Both listeners stop on the one shutdown signal.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = self.metrics.map(|listener| {
+            let app = ops::metrics_router()
+                .layer(CatchPanicLayer::custom(problem::panic_response))
+                .with_state(self.state.clone());
+            let options = options.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                server::serve(listener, app, options, None, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            })
+        });
         server::serve(
             self.listener,
             router(self.state),
             options,
             acceptor,
-            shutdown,
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            },
         )
         .await;
+        if let Some(task) = metrics_server {
+            let _ = task.await;
+        }
         housekeeping.abort();
+        if let Some(reporter) = &reporter {
+            reporter.flush();
+        }
         // Stops the SIGHUP reloader.
         drop(self.tls);
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())

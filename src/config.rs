@@ -92,6 +92,8 @@ settings! {
     "cors_allow_credentials" = "false" : "Let browsers send cookies and credentials cross-origin; needs explicit `cors_origins`.";
     "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
     "hsts_max_age" = "730d" : "`Strict-Transport-Security` max-age sent on responses to https requests; 0 sends none.";
+    "metrics_addr" = "" : "Serve `/metrics` on this separate address (host:port, e.g. an internal interface) instead of the main one. Empty: `/metrics` is on the main listener, where `PORTVAKT_ADMIN_ALLOWED_NETWORKS` also guards it.";
+    "sentry_dsn" = "" : "Report panics and 5xx answers to a Sentry-compatible endpoint (`https://key@host/project`), with request id and user id, never bodies. Empty: off. `PORTVAKT_SENTRY_DSN_FILE` reads it from a file.";
     "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
 }
 
@@ -357,6 +359,9 @@ pub struct Config {
     pub admin_allowed_networks: NetList,
     pub hsts_max_age: Duration,
     pub audit_retention_days: u32,
+    /// A separate listener for `/metrics`; `None` serves it on the main one.
+    pub metrics_addr: Option<SocketAddr>,
+    pub sentry_dsn: Option<SecretString>,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -534,7 +539,7 @@ impl Sources {
 }
 
 /// Settings whose value may come from a file named by `PORTVAKT_<KEY>_FILE` (container secrets).
-const FILE_VARIANTS: &[&str] = &["secret_key", "database_url"];
+const FILE_VARIANTS: &[&str] = &["secret_key", "database_url", "sentry_dsn"];
 
 fn default_of(key: &str) -> &'static str {
     SETTINGS
@@ -651,6 +656,15 @@ impl Config {
         let admin_allowed_networks = s.parse::<NetList>("admin_allowed_networks");
         let hsts_max_age = s.span("hsts_max_age", Duration::ZERO);
         let audit_retention_days = s.range::<u32>("audit_retention_days", 0, 36_500);
+        let metrics_addr = s
+            .text("metrics_addr")
+            .map(|_| s.parse::<SocketAddr>("metrics_addr"));
+        let sentry_dsn = s.text("sentry_dsn");
+        if let Some(dsn) = &sentry_dsn
+            && let Err(e) = crate::telemetry::errors::check_dsn(dsn)
+        {
+            s.problems.push(format!("PORTVAKT_SENTRY_DSN: {e}"));
+        }
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -791,6 +805,11 @@ impl Config {
             admin_allowed_networks: admin_allowed_networks.ok_or_else(missing)?,
             hsts_max_age: hsts_max_age.ok_or_else(missing)?,
             audit_retention_days: audit_retention_days.ok_or_else(missing)?,
+            metrics_addr: match metrics_addr {
+                Some(addr) => Some(addr.ok_or_else(missing)?),
+                None => None,
+            },
+            sentry_dsn: sentry_dsn.map(SecretString::from),
             warnings: s.warnings,
         })
     }

@@ -17,7 +17,7 @@ pub const PROBLEM_BASE: &str = "https://portvakt.dev/problems/";
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One field of a request that failed: a body field or a query parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -134,15 +134,26 @@ pub struct Problem {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The problem document (RFC 9457) as sent; the OpenAPI description's `Problem` schema.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody<'a> {
+    /// `https://portvakt.dev/problems/<slug>`.
     #[serde(rename = "type")]
+    #[schema(
+        format = "uri",
+        example = "https://portvakt.dev/problems/validation-failed"
+    )]
     kind: String,
     title: &'a str,
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
     detail: &'a str,
+    /// Also in the `X-Request-Id` header and in the server's logs.
     request_id: &'a str,
+    /// Only when specific fields or query parameters failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
 }
 

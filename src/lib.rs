@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod oidc;
+pub mod openapi;
 pub mod ops;
 pub mod roles;
 pub mod store;

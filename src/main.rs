@@ -46,6 +46,10 @@ enum Command {
     /// Verify or prune the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Exit 0 if the local service answers GET /health with 200, else 1 (for container
+    /// HEALTHCHECKs: no curl needed). Uses PORTVAKT_ADDR, and the configured certificate
+    /// when native TLS is on.
+    Healthcheck,
     /// Print a new random secret key for PORTVAKT_SECRET_KEY.
     Secret,
     /// Print every setting with its default, as a .env file.
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             }
             Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
             Command::Check => check(&config),
+            Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
             Command::Audit(AuditCommand::Prune { older_than }) => {
                 audit_prune(&config, older_than).await

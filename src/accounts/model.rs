@@ -133,15 +133,19 @@ impl User {
 }
 
 /// The user as the API shows it (API.md "User").
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
+    #[schema(format = "uuid")]
     pub id: String,
     pub email: String,
     pub name: Option<String>,
     pub email_verified: bool,
     pub roles: Vec<String>,
     pub mfa_enabled: bool,
+    #[schema(format = "date-time")]
     pub created_at: String,
+    #[schema(format = "date-time")]
     pub updated_at: String,
 }
 

@@ -12,8 +12,13 @@ use super::model::{Email, Name, UserView};
 use super::service::{self, NewAccount};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::{AppError, FieldError};
+use crate::error::{AppError, FieldError, ProblemBody};
 use crate::http::{AuthRateLimit, ClientInfo, Json};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(signup, me, update_me, change_password))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,15 +32,31 @@ pub fn no_store() -> [(HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupRequest {
+    /// Trimmed; identity is case-insensitive.
+    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
     email: String,
+    /// 8..=128 characters (the minimum is configurable) and strong enough (zxcvbn).
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        example = "correct horse battery staple"
+    )]
     password: String,
     #[serde(default)]
+    #[schema(max_length = 200, nullable)]
     name: Option<String>,
 }
 
+/// Create an account. The new user has role `user`.
+#[utoipa::path(post, path = "/api/v1/users", tag = "accounts",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account was created.", body = UserView),
+        (status = 409, description = "An account with this email exists (slug `email-taken`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn signup(
     _limit: AuthRateLimit,
     State(app): State<AppState>,
@@ -73,6 +94,10 @@ async fn signup(
     Ok((StatusCode::CREATED, no_store(), Json(UserView::from(&user))))
 }
 
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's profile.", body = UserView)))]
 async fn me(State(app): State<AppState>, caller: Caller) -> Result<Response, AppError> {
     profile_response(&app, caller).await
 }
@@ -87,10 +112,12 @@ async fn profile_response(app: &AppState, caller: Caller) -> Result<Response, Ap
     Ok((no_store(), content_type, json).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateMeRequest {
+    /// The new display name; `null` clears it, leaving it out changes nothing.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 200, nullable)]
     name: Option<Option<String>>,
 }
 
@@ -99,6 +126,11 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// Change the caller's display name.
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = UpdateMeRequest,
+    responses((status = 200, description = "The updated profile.", body = UserView)))]
 async fn update_me(
     State(app): State<AppState>,
     caller: Caller,
@@ -113,13 +145,22 @@ async fn update_me(
     Ok((no_store(), Json(UserView::from(&user))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePasswordRequest {
     current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }
 
+/// Change the caller's password; every other session of the caller is revoked.
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed; every other session is revoked."),
+        (status = 403, description = "`current_password` is wrong (slug `wrong-password`); counts towards the login backoff.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn change_password(
     _limit: AuthRateLimit,
     State(app): State<AppState>,

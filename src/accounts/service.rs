@@ -182,9 +182,12 @@ pub async fn change_password(
         .backoff
         .admit(&user.email_key())
         .await
-        .map_err(|retry_after| AppError::RateLimited {
-            retry_after,
-            detail: "Too many wrong passwords for this account; see Retry-After.",
+        .map_err(|retry_after| {
+            crate::telemetry::metrics::rate_limited("backoff");
+            AppError::RateLimited {
+                retry_after,
+                detail: "Too many wrong passwords for this account; see Retry-After.",
+            }
         })?;
     let verified = app
         .hasher

@@ -9,15 +9,28 @@ use axum::routing::post;
 use crate::accounts::{UserId, service as accounts};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, ProblemBody};
 use crate::http::ClientInfo;
 use crate::roles::{self, Permission};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(unlock))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/users/{id}/unlock", post(unlock))
 }
 
 /// Lifts a lockout: 204 whether or not the account was locked (the outcome is the same).
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user id.")),
+    responses(
+        (status = 204, description = "The account is not locked (any more); its failed-login count is reset."),
+        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn unlock(
     State(app): State<AppState>,
     caller: Caller,

@@ -83,6 +83,7 @@ impl Audit {
         store::insert(conn, &row).await?;
         let signature = self.signer.sign_head(seq, &row.hash);
         store::set_head(conn, &row.hash, &signature).await?;
+        metrics::counter!(crate::telemetry::metrics::AUDIT_ENTRIES).increment(1);
         Ok(id)
     }
 }

@@ -11,14 +11,20 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Caller;
-use super::service::{self, Ending};
+use super::service::{self, Ending, TokenPair};
 use super::sessions;
 use crate::accounts::Email;
 use crate::accounts::routes::no_store;
 use crate::app::AppState;
-use crate::error::{AppError, FieldError};
+use crate::error::{AppError, FieldError, ProblemBody};
 use crate::http::{AuthRateLimit, ClientInfo, Json};
 use crate::store::rfc3339;
+use crate::telemetry::metrics;
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, refresh, logout, list_sessions, revoke_session))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,12 +39,26 @@ pub fn router() -> Router<AppState> {
 /// allows 128 characters), but it is still checked against a hash so the answer looks alike.
 const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
+    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
     email: String,
+    #[schema(min_length = 1, max_length = 1024)]
     password: String,
 }
+
+/// Log in with email and password.
+///
+/// Every failure (unknown email, wrong password, disabled or locked account) is the same
+/// 401 in the same time. After repeated failures for one email, further attempts wait
+/// (429 with `Retry-After`), even with the right password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session.", body = TokenPair),
+        (status = 401, description = "Invalid credentials (slug `invalid-credentials`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 
 async fn login(
     _limit: AuthRateLimit,
@@ -58,16 +78,33 @@ async fn login(
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(AppError::Invalid(errors));
     };
-    let pair = service::login(&app, &email, SecretString::from(req.password), client).await?;
-    Ok((no_store(), Json(pair)))
+    let result = service::login(&app, &email, SecretString::from(req.password), client).await;
+    // One `failure` for every wrong credential: these counters may be public, and a label
+    // per reason would tell a scraper whether the email it just tried exists.
+    metrics::login(match &result {
+        Ok(_) => "success",
+        Err(AppError::InvalidCredentials) => "failure",
+        Err(AppError::RateLimited { .. }) => "rate_limited",
+        Err(AppError::Overloaded) => "overloaded",
+        Err(_) => "error",
+    });
+    Ok((no_store(), Json(result?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
     refresh_token: String,
 }
 
+/// Trade a refresh token for a new pair. The old refresh token dies; presenting a used one
+/// again revokes the whole session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The rotated pair.", body = TokenPair),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn refresh(
     _limit: AuthRateLimit,
     State(app): State<AppState>,
@@ -78,6 +115,10 @@ async fn refresh(
     Ok((no_store(), Json(pair)))
 }
 
+/// End the current session: its refresh token and access tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204, description = "The session is over.")))]
 async fn logout(
     State(app): State<AppState>,
     caller: Caller,
@@ -95,21 +136,31 @@ async fn logout(
 }
 
 /// API.md "Session".
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 struct SessionView {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(format = "date-time")]
     created_at: String,
+    #[schema(format = "date-time")]
     last_seen_at: String,
     ip: Option<String>,
     user_agent: Option<String>,
+    /// Whether this is the session of the token that asked.
     current: bool,
 }
 
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SessionList)]
+struct Items {
+    items: Vec<SessionView>,
 }
 
+/// The caller's live sessions.
+#[utoipa::path(get, path = "/api/v1/users/me/sessions", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Sessions neither revoked nor expired.", body = Items)))]
 async fn list_sessions(
     State(app): State<AppState>,
     caller: Caller,
@@ -129,6 +180,14 @@ async fn list_sessions(
     Ok((no_store(), Json(Items { items })))
 }
 
+/// Revoke one of the caller's sessions.
+#[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", tag = "auth",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session id.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 404, description = "No such live session of the caller.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn revoke_session(
     State(app): State<AppState>,
     caller: Caller,

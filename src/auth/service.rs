@@ -21,12 +21,17 @@ impl From<TokenError> for AppError {
 }
 
 /// What login and refresh return (API.md "Token pair").
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
+    /// A JWT (`typ` `at+jwt`), sent as `Authorization: Bearer <token>`.
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Opaque; single use, rotated on every refresh.
     pub refresh_token: String,
+    #[schema(format = "uuid")]
     pub session_id: String,
 }
 
@@ -47,9 +52,12 @@ pub async fn login(
         .backoff
         .admit(email.key())
         .await
-        .map_err(|retry_after| AppError::RateLimited {
-            retry_after,
-            detail: "Too many failed logins for this account; see Retry-After.",
+        .map_err(|retry_after| {
+            crate::telemetry::metrics::rate_limited("backoff");
+            AppError::RateLimited {
+                retry_after,
+                detail: "Too many failed logins for this account; see Retry-After.",
+            }
         })?;
     let user = accounts::find_by_email_key(app.store.pool(), email.key()).await?;
     let Some(user) = user else {

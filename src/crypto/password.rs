@@ -160,7 +160,10 @@ impl PasswordHasher {
             .map_err(|_| HashError::Overloaded)?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            let started = std::time::Instant::now();
             let result = f();
+            metrics::histogram!(crate::telemetry::metrics::HASH_DURATION)
+                .record(started.elapsed().as_secs_f64());
             drop(permit);
             let _ = tx.send(result);
         });

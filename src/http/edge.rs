@@ -21,12 +21,18 @@ use super::problem;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::error::ErrorReport;
 use crate::telemetry::context::{self, RequestContext, Route};
+use crate::telemetry::errors::{Failure, Reporter};
+use crate::telemetry::metrics;
 
 /// The edge as a tower layer (cheaper per request than `from_fn`, which boxes the inner
 /// service on every call). It also runs the client half of the guard, so that every
 /// answer, even one rendered here, gets the security headers.
 #[derive(Clone)]
-pub struct EdgeLayer(pub Arc<ClientGuard>);
+pub struct EdgeLayer {
+    pub guard: Arc<ClientGuard>,
+    /// Where server-caused failures are reported, when error reporting is on.
+    pub reporter: Option<Arc<Reporter>>,
+}
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
@@ -34,7 +40,8 @@ impl<S> Layer<S> for EdgeLayer {
     fn layer(&self, inner: S) -> Edge<S> {
         Edge {
             inner,
-            guard: self.0.clone(),
+            guard: self.guard.clone(),
+            reporter: self.reporter.clone(),
         }
     }
 }
@@ -43,6 +50,7 @@ impl<S> Layer<S> for EdgeLayer {
 pub struct Edge<S> {
     inner: S,
     guard: Arc<ClientGuard>,
+    reporter: Option<Arc<Reporter>>,
 }
 
 impl<S> Service<Request> for Edge<S>
@@ -63,11 +71,17 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let guard = self.guard.clone();
-        Box::pin(async move { Ok(handle(request, inner, guard).await) })
+        let reporter = self.reporter.clone();
+        Box::pin(async move { Ok(handle(request, inner, guard, reporter).await) })
     }
 }
 
-async fn handle<S>(mut request: Request, mut inner: S, guard: Arc<ClientGuard>) -> Response
+async fn handle<S>(
+    mut request: Request,
+    mut inner: S,
+    guard: Arc<ClientGuard>,
+    reporter: Option<Arc<Reporter>>,
+) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -87,6 +101,7 @@ where
         route,
     ));
 
+    let labels = context.clone();
     context::scope(context, async move {
         let response = match inner.call(request).await {
             Ok(r) => r,
@@ -102,8 +117,24 @@ where
             response.headers_mut().insert(X_REQUEST_ID.clone(), value);
         }
         let status = response.status().as_u16();
-        let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
-        if let Some(report) = response.extensions().get::<ErrorReport>() {
+        let elapsed = started.elapsed();
+        metrics::record_request(&labels.method, labels.route.as_str(), status, elapsed);
+        let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let report = response.extensions().get::<ErrorReport>();
+        // Our own failures, not a busy hashing pool or an unready instance answering 503.
+        if let Some(reporter) = &reporter
+            && (status == 500 || (status > 500 && report.is_some()))
+        {
+            reporter.report(&Failure {
+                status,
+                method: labels.method.as_str(),
+                route: labels.route.as_str(),
+                request_id: &id,
+                user_id: labels.user_id(),
+                cause: report.map(|r| &*r.0),
+            });
+        }
+        if let Some(report) = report {
             tracing::error!(status, latency_ms, cause = %report.0, "request failed");
         } else if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");

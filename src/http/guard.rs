@@ -87,7 +87,8 @@ impl Guard {
             .strip_prefix(ADMIN_PREFIX)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         // A client a proxy could not name is nobody the allow-list can vouch for.
-        if admin
+        // Metrics on the main listener are an operator's view too: the same networks see them.
+        if (admin || path == "/metrics")
             && !self.admin_networks.is_empty()
             && !(client.placed && self.admin_networks.contains(client.ip))
         {
@@ -96,6 +97,7 @@ impl Guard {
         if !matches!(path, "/health" | "/ready" | "/metrics")
             && let Err(retry_after) = self.limits.check(Rule::Global, client.ip).await
         {
+            crate::telemetry::metrics::rate_limited("global");
             return Some(
                 AppError::RateLimited {
                     retry_after,

@@ -46,6 +46,7 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     } else {
         "panic".to_string()
     };
+    metrics::counter!(crate::telemetry::metrics::PANICS).increment(1);
     let mut response = Problem::for_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR).render();
     response
         .extensions_mut()

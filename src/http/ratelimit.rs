@@ -134,9 +134,12 @@ where
         limits
             .check(Rule::Auth(route), client_ip(parts))
             .await
-            .map_err(|retry_after| AppError::RateLimited {
-                retry_after,
-                detail: "Too many attempts on this route from your address; see Retry-After.",
+            .map_err(|retry_after| {
+                crate::telemetry::metrics::rate_limited("auth");
+                AppError::RateLimited {
+                    retry_after,
+                    detail: "Too many attempts on this route from your address; see Retry-After.",
+                }
             })?;
         Ok(AuthRateLimit)
     }

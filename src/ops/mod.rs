@@ -1,5 +1,7 @@
-//! Operations endpoints: liveness and readiness.
+//! Operations endpoints: liveness, readiness and metrics.
 
+pub mod healthcheck;
+pub mod metrics;
 pub mod routes;
 
-pub use routes::router;
+pub use routes::{metrics_router, router};

@@ -2,7 +2,9 @@
 //! buffered sink so that logging stays off the request's critical path.
 
 pub mod context;
+pub mod errors;
 mod json;
+pub mod metrics;
 mod sink;
 mod text;
 

@@ -369,7 +369,10 @@ async fn html_pages_get_a_strict_content_security_policy() {
             "/page",
             axum::routing::get(|| async { axum::response::Html("<p>hello</p>") }),
         )
-        .layer(portvakt::http::edge::EdgeLayer(Arc::new(guard)));
+        .layer(portvakt::http::edge::EdgeLayer {
+            guard: Arc::new(guard),
+            reporter: None,
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -1,0 +1,79 @@
+//! `GET /metrics`: the Prometheus text exposition. Counters and histograms are kept by the
+//! recorder as things happen; gauges that describe state (pool, hashing queue, sessions) are
+//! read when scraped, so they cost nothing between scrapes.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::store::now_micros;
+use crate::telemetry::metrics::{self as names, install};
+
+/// Counting live sessions scans an index; one count serves every scrape for this long.
+const SESSION_COUNT_TTL: Duration = Duration::from_secs(15);
+
+/// The Prometheus text format's content type (exposition format 0.0.4).
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub struct Exporter {
+    handle: PrometheusHandle,
+    sessions: Mutex<Option<(Instant, i64)>>,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        Exporter {
+            handle: install(),
+            sessions: Mutex::new(None),
+        }
+    }
+}
+
+impl Exporter {
+    async fn active_sessions(&self, app: &AppState) -> Result<i64, sqlx::Error> {
+        if let Some((at, n)) = *self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < SESSION_COUNT_TTL
+        {
+            return Ok(n);
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(now_micros())
+        .fetch_one(app.store.pool())
+        .await?;
+        *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), n));
+        Ok(n)
+    }
+}
+
+/// Prometheus text exposition. Served on `PORTVAKT_METRICS_ADDR` instead when that is set.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics in the Prometheus text format 0.0.4.",
+        body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+pub async fn metrics(State(app): State<AppState>) -> Result<Response, AppError> {
+    let exporter = &app.exporter;
+    let pool = app.store.pool();
+    let idle = pool.num_idle() as f64;
+    let size = f64::from(pool.size());
+    metrics::gauge!(names::DB_POOL, "state" => "idle").set(idle);
+    metrics::gauge!(names::DB_POOL, "state" => "in_use").set((size - idle).max(0.0));
+    metrics::gauge!(names::HASH_QUEUE).set(app.hasher.in_flight() as f64);
+    // A database that cannot count is reported by /ready; the scrape still answers.
+    match exporter.active_sessions(&app).await {
+        Ok(n) => metrics::gauge!(names::ACTIVE_SESSIONS).set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count active sessions for /metrics"),
+    }
+    let body = exporter.handle.render();
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(response)
+}
