@@ -20,7 +20,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin portvakt \
  && install -D -m 0755 target/release/portvakt /out/usr/local/bin/portvakt \
- && install -d -m 0700 /out/data
+ && install -d -m 0700 /out/state/data
 
 # Runtime: distroless "cc" rather than "static" or scratch, because the binary links
 # glibc and libgcc_s dynamically (aws-lc-rs and the bundled SQLite are C, and Rust's
@@ -31,8 +31,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=build /out/usr/local/bin/portvakt /usr/local/bin/portvakt
 # Created in the build stage (distroless has no mkdir) and owned by the runtime user, so a
-# fresh named volume mounted here inherits owner and mode 0700.
-COPY --from=build --chown=65532:65532 /out/data /data
+# fresh named volume mounted here inherits owner and mode 0700. The parent is copied, not
+# /out/state/data itself: COPY of a directory copies its contents into a new 0755 folder.
+COPY --from=build --chown=65532:65532 /out/state/ /
 USER 65532:65532
 ENV PORTVAKT_ADDR=0.0.0.0:8080 \
     PORTVAKT_DATA_DIR=/data
