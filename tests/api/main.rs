@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod binary;
+mod deploy;
 mod errors;
 mod hardening;
 mod limits;
