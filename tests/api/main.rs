@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod binary;
+mod deploy;
 mod error_reports;
 mod errors;
 mod hardening;
