@@ -25,12 +25,13 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
+use crate::events::Events;
 use crate::http::guard::{ClientGuard, Guard, GuardLayer};
 use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
-use crate::{admin, oidc, ops};
+use crate::{admin, events, oidc, ops};
 
 /// Everything a request handler may need. Cloning is one reference count.
 #[derive(Clone)]
@@ -48,6 +49,7 @@ pub struct AppInner {
     pub limits: Arc<RateLimits>,
     pub backoff: Arc<LoginBackoff>,
     pub audit: Arc<Audit>,
+    pub events: Arc<Events>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -128,6 +130,7 @@ impl AppState {
         let backoff = Arc::new(LoginBackoff::new(BackoffRules::from_config(&config)));
         if store.backend() == Backend::Postgres {
             let (s, p, b) = (sessions.clone(), profiles.clone(), backoff.clone());
+            let appended = audit.appended();
             notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
                 Arc::new(move |event| match event {
@@ -144,10 +147,15 @@ impl AppState {
                     Invalidation::Ids { kind, ids } if kind == auth::backoff::INVALIDATION_KIND => {
                         b.forget(&ids)
                     }
+                    Invalidation::Ids { kind, .. } if kind == crate::audit::APPENDED_KIND => {
+                        appended.notify_one()
+                    }
                     Invalidation::Ids { .. } => {}
                     Invalidation::Everything => {
                         s.clear();
                         p.clear();
+                        // Appends announced meanwhile were missed: read the log now.
+                        appended.notify_one();
                     }
                 }),
             );
@@ -157,6 +165,7 @@ impl AppState {
             min_score: config.password_min_score,
         };
         let limits = Arc::new(RateLimits::new(&config));
+        let events = Arc::new(Events::new(&config));
         let state = AppState(Arc::new(AppInner {
             config,
             store,
@@ -169,6 +178,7 @@ impl AppState {
             limits,
             backoff,
             audit,
+            events,
         }));
         spawn_housekeeping(&state);
         Ok(state)
@@ -233,6 +243,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(admin::router())
         .merge(auth::router())
+        .merge(events::router())
         .merge(ops::router())
         .merge(oidc::router())
         .fallback(not_found)
@@ -362,6 +373,18 @@ impl Application {
             self.state.audit.clone(),
             self.state.config.audit_retention_days,
         );
+        let events = self.state.events.clone();
+        let tail = events.spawn_tail(store.clone(), self.state.audit.appended());
+        let shutdown_timeout = options.shutdown_timeout;
+        let shutdown = {
+            let events = events.clone();
+            async move {
+                shutdown.await;
+                // Sockets are not requests in flight: tell them to close with 1001 at once
+                // rather than let them hold the drain until its timeout.
+                events.shut_down();
+            }
+        };
         server::serve(
             self.listener,
             router(self.state),
@@ -370,6 +393,8 @@ impl Application {
             shutdown,
         )
         .await;
+        events.closed(shutdown_timeout).await;
+        tail.abort();
         housekeeping.abort();
         // Stops the SIGHUP reloader.
         drop(self.tls);

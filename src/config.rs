@@ -93,6 +93,9 @@ settings! {
     "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
     "hsts_max_age" = "730d" : "`Strict-Transport-Security` max-age sent on responses to https requests; 0 sends none.";
     "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
+    "events_auth_timeout" = "10s" : "Live events: a WebSocket on `/api/v1/events` must send its `auth` message within this time, or it is closed with 4408.";
+    "events_ping_interval" = "30s" : "Live events: how often the server pings each WebSocket; one that misses two pongs in a row is closed.";
+    "events_buffer" = "256" : "Live events: events queued per WebSocket for a client that reads slower than they come; one that falls this far behind is dropped (close 1008) so that it never slows the others.";
 }
 
 /// Where a value came from, for error messages.
@@ -357,6 +360,9 @@ pub struct Config {
     pub admin_allowed_networks: NetList,
     pub hsts_max_age: Duration,
     pub audit_retention_days: u32,
+    pub events_auth_timeout: Duration,
+    pub events_ping_interval: Duration,
+    pub events_buffer: usize,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -651,6 +657,9 @@ impl Config {
         let admin_allowed_networks = s.parse::<NetList>("admin_allowed_networks");
         let hsts_max_age = s.span("hsts_max_age", Duration::ZERO);
         let audit_retention_days = s.range::<u32>("audit_retention_days", 0, 36_500);
+        let events_auth_timeout = s.span("events_auth_timeout", Duration::from_millis(10));
+        let events_ping_interval = s.span("events_ping_interval", Duration::from_millis(10));
+        let events_buffer = s.range::<usize>("events_buffer", 1, 1_000_000);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -791,6 +800,9 @@ impl Config {
             admin_allowed_networks: admin_allowed_networks.ok_or_else(missing)?,
             hsts_max_age: hsts_max_age.ok_or_else(missing)?,
             audit_retention_days: audit_retention_days.ok_or_else(missing)?,
+            events_auth_timeout: events_auth_timeout.ok_or_else(missing)?,
+            events_ping_interval: events_ping_interval.ok_or_else(missing)?,
+            events_buffer: events_buffer.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod binary;
 mod errors;
+mod events;
 mod hardening;
 mod limits;
 mod ops;
