@@ -25,13 +25,14 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
+use crate::events::Events;
 use crate::http::guard::{ClientGuard, Guard, GuardLayer};
 use crate::http::tls::{self, CertStore};
 use crate::http::{RateLimits, cors, edge, problem, server};
 use crate::store::notify::{self, Invalidation};
 use crate::store::{Backend, Store};
 use crate::telemetry::errors::Reporter;
-use crate::{admin, oidc, openapi, ops};
+use crate::{admin, events, oidc, openapi, ops};
 
 /// Everything a request handler may need. Cloning is one reference count.
 #[derive(Clone)]
@@ -51,6 +52,7 @@ pub struct AppInner {
     pub audit: Arc<Audit>,
     pub exporter: ops::metrics::Exporter,
     pub reporter: Option<Arc<Reporter>>,
+    pub events: Arc<Events>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -131,6 +133,7 @@ impl AppState {
         let backoff = Arc::new(LoginBackoff::new(BackoffRules::from_config(&config)));
         if store.backend() == Backend::Postgres {
             let (s, p, b) = (sessions.clone(), profiles.clone(), backoff.clone());
+            let appended = audit.appended();
             notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
                 Arc::new(move |event| match event {
@@ -147,10 +150,15 @@ impl AppState {
                     Invalidation::Ids { kind, ids } if kind == auth::backoff::INVALIDATION_KIND => {
                         b.forget(&ids)
                     }
+                    Invalidation::Ids { kind, .. } if kind == crate::audit::APPENDED_KIND => {
+                        appended.notify_one()
+                    }
                     Invalidation::Ids { .. } => {}
                     Invalidation::Everything => {
                         s.clear();
                         p.clear();
+                        // Appends announced meanwhile were missed: read the log now.
+                        appended.notify_one();
                     }
                 }),
             );
@@ -161,6 +169,7 @@ impl AppState {
         };
         let limits = Arc::new(RateLimits::new(&config));
         let reporter = Reporter::from_config(&config);
+        let events = Arc::new(Events::new(&config));
         let state = AppState(Arc::new(AppInner {
             config,
             store,
@@ -175,6 +184,7 @@ impl AppState {
             audit,
             exporter: ops::metrics::Exporter::default(),
             reporter,
+            events,
         }));
         spawn_housekeeping(&state);
         Ok(state)
@@ -239,6 +249,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(admin::router())
         .merge(auth::router())
+        .merge(events::router())
         .merge(ops::router(config.metrics_addr.is_none()))
         .merge(oidc::router())
         .merge(openapi::router())
@@ -391,6 +402,18 @@ impl Application {
             self.state.audit.clone(),
             self.state.config.audit_retention_days,
         );
+        let events = self.state.events.clone();
+        let tail = events.spawn_tail(store.clone(), self.state.audit.appended());
+        let shutdown_timeout = options.shutdown_timeout;
+        let shutdown = {
+            let events = events.clone();
+            async move {
+                shutdown.await;
+                // Sockets are not requests in flight: tell them to close with 1001 at once
+                // rather than let them hold the drain until its timeout.
+                events.shut_down();
+            }
+        };
         let reporter = self.state.reporter.clone();
         // Both listeners stop on the one shutdown signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -421,6 +444,8 @@ impl Application {
         if let Some(task) = metrics_server {
             let _ = task.await;
         }
+        events.closed(shutdown_timeout).await;
+        tail.abort();
         housekeeping.abort();
         if let Some(reporter) = &reporter {
             reporter.flush();

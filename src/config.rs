@@ -95,6 +95,9 @@ settings! {
     "metrics_addr" = "" : "Serve `/metrics` on this separate address (host:port, e.g. an internal interface) instead of the main one. Empty: `/metrics` is on the main listener, where `PORTVAKT_ADMIN_ALLOWED_NETWORKS` also guards it.";
     "sentry_dsn" = "" : "Report panics and 5xx answers to a Sentry-compatible endpoint (`https://key@host/project`), with request id and user id, never bodies. Empty: off. `PORTVAKT_SENTRY_DSN_FILE` reads it from a file.";
     "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
+    "events_auth_timeout" = "10s" : "Live events: a WebSocket on `/api/v1/events` must send its `auth` message within this time, or it is closed with 4408.";
+    "events_ping_interval" = "30s" : "Live events: how often the server pings each WebSocket; one that misses two pongs in a row is closed.";
+    "events_buffer" = "256" : "Live events: events queued per WebSocket for a client that reads slower than they come; one that falls this far behind is dropped (close 1008) so that it never slows the others.";
 }
 
 /// Where a value came from, for error messages.
@@ -362,6 +365,9 @@ pub struct Config {
     /// A separate listener for `/metrics`; `None` serves it on the main one.
     pub metrics_addr: Option<SocketAddr>,
     pub sentry_dsn: Option<SecretString>,
+    pub events_auth_timeout: Duration,
+    pub events_ping_interval: Duration,
+    pub events_buffer: usize,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -665,6 +671,9 @@ impl Config {
         {
             s.problems.push(format!("PORTVAKT_SENTRY_DSN: {e}"));
         }
+        let events_auth_timeout = s.span("events_auth_timeout", Duration::from_millis(10));
+        let events_ping_interval = s.span("events_ping_interval", Duration::from_millis(10));
+        let events_buffer = s.range::<usize>("events_buffer", 1, 1_000_000);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -810,6 +819,9 @@ impl Config {
                 None => None,
             },
             sentry_dsn: sentry_dsn.map(SecretString::from),
+            events_auth_timeout: events_auth_timeout.ok_or_else(missing)?,
+            events_ping_interval: events_ping_interval.ok_or_else(missing)?,
+            events_buffer: events_buffer.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

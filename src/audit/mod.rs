@@ -11,9 +11,13 @@ pub mod entry;
 pub mod prune;
 pub mod store;
 pub mod verify;
+pub mod view;
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sqlx::AnyConnection;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::crypto::secret::MasterKey;
@@ -23,6 +27,11 @@ pub use chain::Signer;
 pub use entry::{Action, Entry, Outcome};
 pub use prune::{PruneReport, prune};
 pub use verify::{Broken, Report, VerifyError, verify};
+pub use view::EntryView;
+
+/// The announcement kind (see `store::notify`) under which PostgreSQL tells every instance
+/// that entries were appended; the payload is the new entry's `seq`.
+pub const APPENDED_KIND: &str = "audit";
 
 /// The HKDF label of the key that signs the head and the checkpoint.
 const KEY_PURPOSE: &str = "audit-log v1";
@@ -34,13 +43,21 @@ pub const SCHEMA_VERSION: i64 = 2;
 #[derive(Debug)]
 pub struct Audit {
     signer: Signer,
+    appended: Arc<Notify>,
 }
 
 impl Audit {
     pub fn new(master: &MasterKey) -> Audit {
         Audit {
             signer: Signer::new(master.hmac_key(KEY_PURPOSE)),
+            appended: Arc::new(Notify::new()),
         }
+    }
+
+    /// Woken when entries may have become visible: what tails the log (the live events)
+    /// waits on it. See [`Audit::record`] for when it fires.
+    pub fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
     }
 
     pub fn signer(&self) -> &Signer {
@@ -84,7 +101,24 @@ impl Audit {
         let signature = self.signer.sign_head(seq, &row.hash);
         store::set_head(conn, &row.hash, &signature).await?;
         metrics::counter!(crate::telemetry::metrics::AUDIT_ENTRIES).increment(1);
+        self.wake_readers(conn, seq).await?;
         Ok(id)
+    }
+
+    /// Tells readers of the log that entry `seq` exists once it is committed, and never if it
+    /// is rolled back. On PostgreSQL a NOTIFY does exactly that: the server delivers it at
+    /// commit, to every instance (this one included), and drops it on rollback. SQLite has no
+    /// such thing and serves one instance: the wake-up is in-process and comes before the
+    /// commit, so the reader waits for the write lock, which this transaction holds until it
+    /// commits or rolls back, before it reads (`events::tail`).
+    async fn wake_readers(&self, conn: &mut AnyConnection, seq: i64) -> Result<(), sqlx::Error> {
+        if conn.backend_name() == "PostgreSQL" {
+            crate::store::notify::announce_on_postgres(conn, APPENDED_KIND, &[seq.to_string()])
+                .await
+        } else {
+            self.appended.notify_one();
+            Ok(())
+        }
     }
 }
 

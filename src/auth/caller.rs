@@ -40,28 +40,35 @@ impl FromRequestParts<AppState> for Caller {
                 token_sent: false,
             });
         };
-        let verified = app.tokens.verify(token).await.map_err(|e| {
-            tracing::debug!(reason = %e, "access token refused");
-            AppError::Unauthorized {
-                detail: "The access token is invalid or expired.",
-                token_sent: true,
-            }
-        })?;
-        if !app
-            .sessions
-            .is_active(&app.store, verified.session_id)
-            .await?
-        {
-            return Err(AppError::Unauthorized {
-                detail: "The session of this access token has ended.",
-                token_sent: true,
-            });
-        }
-        crate::telemetry::context::set_user(verified.user_id);
-        Ok(Caller {
-            user_id: verified.user_id,
-            session_id: verified.session_id,
-            token: verified,
-        })
+        authenticate(app, token).await
     }
+}
+
+/// Who `token` (an access token) speaks for, checked as every `/api/v1` request is: a token
+/// of ours, unexpired, not issued to an OIDC client, whose session is still alive. Also
+/// used where the token does not come in a header (the live events socket).
+pub async fn authenticate(app: &AppState, token: &str) -> Result<Caller, AppError> {
+    let verified = app.tokens.verify(token).await.map_err(|e| {
+        tracing::debug!(reason = %e, "access token refused");
+        AppError::Unauthorized {
+            detail: "The access token is invalid or expired.",
+            token_sent: true,
+        }
+    })?;
+    if !app
+        .sessions
+        .is_active(&app.store, verified.session_id)
+        .await?
+    {
+        return Err(AppError::Unauthorized {
+            detail: "The session of this access token has ended.",
+            token_sent: true,
+        });
+    }
+    crate::telemetry::context::set_user(verified.user_id);
+    Ok(Caller {
+        user_id: verified.user_id,
+        session_id: verified.session_id,
+        token: verified,
+    })
 }

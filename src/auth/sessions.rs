@@ -133,7 +133,10 @@ impl SessionCache {
     }
 }
 
-async fn is_active_in_db(store: &Store, session: Uuid) -> Result<bool, sqlx::Error> {
+/// Whether the session is alive, read from the database now, past every cache: for a check
+/// that must see a revocation committed a moment ago, even one whose cache update on this
+/// instance has not run yet.
+pub async fn is_active_in_db(store: &Store, session: Uuid) -> Result<bool, sqlx::Error> {
     let row = sqlx::query("SELECT revoked_at, expires_at FROM sessions WHERE id = $1")
         .bind(session.to_string())
         .fetch_optional(store.pool())

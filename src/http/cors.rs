@@ -1,5 +1,8 @@
 //! Cross-origin access for browsers: denied unless origins are configured. Credentials are
 //! allowed only together with an explicit list (configuration refuses `*` with them).
+//!
+//! Browsers do not apply CORS to WebSockets: they open one to any site and send `Origin`.
+//! Routes that upgrade check it themselves with [`origin_allowed`].
 
 use std::time::Duration;
 
@@ -53,4 +56,52 @@ pub fn layer(config: &Config) -> Option<CorsLayer> {
             layer
         },
     )
+}
+
+/// Whether a request with this `Origin` header may open a WebSocket: yes without the header
+/// (not a browser: the header is what a browser cannot leave out or forge), otherwise only
+/// for an origin in `cors_origins`, compared as browsers serialise it.
+pub fn origin_allowed(config: &Config, origin: Option<&HeaderValue>) -> bool {
+    let Some(origin) = origin else { return true };
+    match &config.cors_origins {
+        CorsOrigins::None => false,
+        CorsOrigins::Any => true,
+        CorsOrigins::List(list) => origin
+            .to_str()
+            .is_ok_and(|o| list.iter().any(|allowed| allowed == o)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(origins: &str) -> Config {
+        Config::from_pairs([("cors_origins", origins)]).unwrap()
+    }
+
+    #[test]
+    fn websocket_origins_must_be_listed_and_non_browsers_pass() {
+        let listed = config("https://app.example.com");
+        let o = |v: &'static str| Some(HeaderValue::from_static(v));
+        assert!(origin_allowed(&listed, None));
+        assert!(origin_allowed(
+            &listed,
+            o("https://app.example.com").as_ref()
+        ));
+        assert!(!origin_allowed(&listed, o("https://evil.example").as_ref()));
+        assert!(!origin_allowed(
+            &listed,
+            o("http://app.example.com").as_ref()
+        ));
+        assert!(!origin_allowed(&listed, o("null").as_ref()));
+        assert!(!origin_allowed(
+            &config(""),
+            o("https://app.example.com").as_ref()
+        ));
+        assert!(origin_allowed(
+            &config("*"),
+            o("https://any.example").as_ref()
+        ));
+    }
 }

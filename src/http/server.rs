@@ -39,6 +39,24 @@ use crate::config::NetList;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tls;
 
+/// Request extension holding the connection's place under `max_connections` and
+/// `max_connections_per_ip`. The connection's task ends when hyper hands an upgraded
+/// connection over; a handler that upgrades (the events WebSocket) keeps a clone for as long
+/// as the socket lives, so that upgraded connections count like any other.
+#[derive(Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<Slots>);
+
+struct Slots {
+    _global: tokio::sync::OwnedSemaphorePermit,
+    _client: Option<ClientSlot>,
+}
+
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionSlot")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
@@ -158,10 +176,12 @@ pub async fn serve(
             (http.clone(), app.clone(), tls.clone(), stopping.clone());
         let handshake_timeout = options.header_read_timeout;
         connections.spawn(async move {
-            let _permit = permit;
-            let _client_slot = client_slot;
+            let slot = ConnectionSlot(Arc::new(Slots {
+                _global: permit,
+                _client: client_slot,
+            }));
             let Some(acceptor) = tls else {
-                serve_connection(&http, stream, app, peer, false, &mut stopping).await;
+                serve_connection(&http, stream, app, peer, false, slot, &mut stopping).await;
                 return;
             };
             let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
@@ -172,7 +192,7 @@ pub async fn serve(
             };
             match handshake {
                 Ok(Ok(stream)) => {
-                    serve_connection(&http, stream, app, peer, true, &mut stopping).await;
+                    serve_connection(&http, stream, app, peer, true, slot, &mut stopping).await;
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -209,6 +229,7 @@ async fn serve_connection<I>(
     app: Router,
     peer: SocketAddr,
     tls: bool,
+    slot: ConnectionSlot,
     stopping: &mut watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -216,6 +237,7 @@ async fn serve_connection<I>(
     let service = app.map_request(move |mut request: axum::http::Request<Incoming>| {
         let extensions = request.extensions_mut();
         extensions.insert(ConnectInfo::<SocketAddr>(peer));
+        extensions.insert(slot.clone());
         if tls {
             extensions.insert(Tls);
         }

@@ -12,6 +12,7 @@ use crate::store::Store;
 pub enum Permission {
     UsersRead,
     UsersWrite,
+    AuditRead,
 }
 
 impl Permission {
@@ -19,6 +20,7 @@ impl Permission {
         match self {
             Permission::UsersRead => "users:read",
             Permission::UsersWrite => "users:write",
+            Permission::AuditRead => "audit:read",
         }
     }
 }

@@ -31,20 +31,29 @@ impl Store {
         kind: &str,
         ids: &[String],
     ) -> Result<(), sqlx::Error> {
-        if self.backend() != Backend::Postgres || ids.is_empty() {
+        if self.backend() != Backend::Postgres {
             return Ok(());
         }
-        // NOTIFY payloads are limited to 8000 bytes; 100 UUIDs are 3.7 kB.
-        for chunk in ids.chunks(100) {
-            let payload = format!("{kind}:{}", chunk.join(","));
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        announce_on_postgres(conn, kind, ids).await
     }
+}
+
+/// [`Store::announce`] for code that holds only the connection, which must be PostgreSQL's.
+pub async fn announce_on_postgres(
+    conn: &mut AnyConnection,
+    kind: &str,
+    ids: &[String],
+) -> Result<(), sqlx::Error> {
+    // NOTIFY payloads are limited to 8000 bytes; 100 UUIDs are 3.7 kB.
+    for chunk in ids.chunks(100) {
+        let payload = format!("{kind}:{}", chunk.join(","));
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn parse(payload: &str) -> Option<Invalidation> {

@@ -10,6 +10,7 @@ mod binary;
 mod deploy;
 mod error_reports;
 mod errors;
+mod events;
 mod hardening;
 mod limits;
 mod metrics;
