@@ -1304,7 +1304,80 @@ impl Config {
                 "logs are human-readable text",
                 "set PORTVAKT_LOG_FORMAT=json for log shippers",
             ));
+        } else {
+            out.push(Finding::new(
+                Level::Pass,
+                "log_format",
+                match self.log_format {
+                    LogFormat::Json => "logs are JSON lines",
+                    LogFormat::Pretty => "logs are readable text (development)",
+                },
+                "",
+            ));
         }
+
+        // Behind a proxy that is not trusted, every client has the proxy's address: one
+        // rate-limit bucket for everyone, and audit entries that name the proxy.
+        if prod && self.tls.is_none() && self.trusted_proxies.is_empty() {
+            out.push(Finding::new(
+                Level::Warn,
+                "proxy",
+                "plain HTTP and no trusted proxy: behind a TLS proxy, every client would look like the proxy",
+                "set PORTVAKT_TRUSTED_PROXIES to your reverse proxy's address (or serve TLS natively with PORTVAKT_TLS_CERT/KEY)",
+            ));
+        } else if !self.trusted_proxies.is_empty() {
+            out.push(Finding::new(
+                Level::Pass,
+                "proxy",
+                "client addresses are taken from trusted proxies' forwarding header",
+                "",
+            ));
+        }
+
+        match self.metrics_addr {
+            Some(addr) => out.push(Finding::new(
+                Level::Pass,
+                "metrics",
+                format!("/metrics on its own listener {addr}"),
+                "",
+            )),
+            None if prod && self.admin_allowed_networks.is_empty() => out.push(Finding::new(
+                Level::Warn,
+                "metrics",
+                "/metrics is served to anyone who reaches the main listener",
+                "set PORTVAKT_METRICS_ADDR to an internal address, or PORTVAKT_ADMIN_ALLOWED_NETWORKS",
+            )),
+            None => out.push(Finding::new(
+                Level::Pass,
+                "metrics",
+                "/metrics on the main listener",
+                "",
+            )),
+        }
+
+        if self.sentry_dsn.is_some() {
+            out.push(Finding::new(
+                Level::Pass,
+                "error_reporting",
+                "5xx answers are reported to PORTVAKT_SENTRY_DSN",
+                "",
+            ));
+        } else if prod {
+            out.push(Finding::new(
+                Level::Warn,
+                "error_reporting",
+                "server errors are only in the logs",
+                "set PORTVAKT_SENTRY_DSN to be told about them",
+            ));
+        }
+
+        // Said plainly rather than passed over: flows that need email do not exist yet.
+        out.push(Finding::new(
+            if prod { Level::Warn } else { Level::Pass },
+            "smtp",
+            "no SMTP: this version sends no email (verification and password reset arrive with the email issue)",
+            "nothing to set yet; plan account recovery through an admin until then",
+        ));
 
         out.extend(self.tls_findings());
 

@@ -42,7 +42,12 @@ enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Check the configuration for production readiness; exits non-zero on any failure.
-    Check,
+    Check {
+        /// Print the report as JSON (`score`, counts, and `findings` with item, level,
+        /// message and fix) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify or prune the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -155,7 +160,7 @@ fn main() -> ExitCode {
                 create_user(config, &email, name.as_deref(), admin, password_stdin).await
             }
             Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
-            Command::Check => check(&config),
+            Command::Check { json } => check(&config, json).await,
             Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
             Command::Audit(AuditCommand::Prune { older_than }) => {
@@ -384,7 +389,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(first))
 }
 
-fn check(config: &Config) -> anyhow::Result<()> {
+async fn check(config: &Config, json: bool) -> anyhow::Result<()> {
     let mut findings = config.findings();
     // Load the certificate as `serve` would, unless its files are already known unreadable.
     if let Some(files) = &config.tls
@@ -394,16 +399,14 @@ fn check(config: &Config) -> anyhow::Result<()> {
     {
         findings.push(portvakt::http::tls::certificate_finding(files));
     }
-    for f in &findings {
-        let fix = if f.fix.is_empty() || f.level == Level::Pass {
-            String::new()
-        } else {
-            format!("\n         fix: {}", f.fix)
-        };
-        println!("[{}] {:<18} {}{}", f.level, f.item, f.message, fix);
+    findings.extend(portvakt::ops::check::database_findings(config).await);
+    let report = portvakt::ops::check::Report::new(findings);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
     }
-    let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
-    anyhow::ensure!(failed == 0, "{failed} check(s) failed");
+    anyhow::ensure!(report.failures == 0, "{} check(s) failed", report.failures);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Operations endpoints: liveness, readiness and metrics.
 
+pub mod check;
 pub mod healthcheck;
 pub mod metrics;
 pub mod routes;

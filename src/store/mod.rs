@@ -141,6 +141,14 @@ impl Store {
     }
 }
 
+/// The SQLite file `config` points at, if it uses SQLite with a file.
+pub fn sqlite_file(config: &Config) -> Option<PathBuf> {
+    if config.is_postgres() {
+        return None;
+    }
+    sqlite_path(config.database_url.expose_secret())
+}
+
 /// The file behind a `sqlite:` URL, when it names one.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url

@@ -236,19 +236,91 @@ fn check_reports_each_item_and_fails_on_unsafe_settings() {
     assert!(text.contains("[fail] secret_key"), "{text}");
     assert!(text.contains("fix:"), "{text}");
 
-    let out = portvakt(dir.path())
-        .arg("check")
-        .env("PORTVAKT_ENV", "production")
-        .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
-        .env("PORTVAKT_ISSUER", "https://id.example.com")
-        .output()
+    // No database yet is a failure in production: nothing could be served.
+    let prod = |cmd: &mut Command| {
+        cmd.env("PORTVAKT_ENV", "production")
+            .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
+            .env("PORTVAKT_ISSUER", "https://id.example.com");
+    };
+    let mut cmd = portvakt(dir.path());
+    prod(cmd.arg("check"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[fail] database"));
+
+    let mut cmd = portvakt(dir.path());
+    prod(cmd.arg("migrate"));
+    assert!(cmd.output().unwrap().status.success());
+    let mut cmd = portvakt(dir.path());
+    prod(cmd.arg("check"));
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(STRONG_SECRET));
+    assert!(text.contains("[pass] migrations"), "{text}");
+    assert!(text.contains("score: "), "{text}");
+}
+
+/// The deep report as JSON: every item of the issue, a score, and the exit code following
+/// the failures.
+#[test]
+fn check_json_reports_the_database_and_scores_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = create_user(dir.path(), &["--admin"], PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = portvakt(dir.path());
+        cmd.args(["check", "--json"])
+            .env("PORTVAKT_ENV", "production")
+            .env("PORTVAKT_SECRET_KEY", STRONG_SECRET)
+            .env("PORTVAKT_ISSUER", "https://id.example.com");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("JSON: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), report)
+    };
+    // `create_user` used the development secret; the audit log and keys were made with it,
+    // but nothing `check` reads needs to decrypt them.
+    let (code, report) = run(&[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let items: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["item"].as_str().unwrap())
+        .collect();
+    for item in [
+        "secret_key", "issuer", "cors_origins", "tls", "proxy", "database", "migrations",
+        "signing_key", "admins", "smtp", "log_format", "rate_limits", "metrics",
+    ] {
+        assert!(items.contains(&item), "{item} missing from {items:?}");
+    }
+    let score = report["score"].as_u64().unwrap();
+    assert!(score > 0 && score < 100, "warnings lower the score: {score}");
+    let admins = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["item"] == "admins")
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(STRONG_SECRET));
+    assert_eq!(admins["level"], "warn");
+    assert!(admins["message"].as_str().unwrap().starts_with("1 admin"));
+
+    let (code, worse) = run(&[("PORTVAKT_CORS_ORIGINS", "*")]);
+    assert_eq!(code, Some(1));
+    assert_eq!(worse["failures"], 1);
+    assert!(worse["score"].as_u64().unwrap() < score);
+    let cors = worse["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["item"] == "cors_origins")
+        .unwrap();
+    assert_eq!(cors["level"], "fail");
+    assert!(!cors["fix"].as_str().unwrap().is_empty());
 }
 
 #[test]
