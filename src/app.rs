@@ -362,6 +362,8 @@ impl Application {
             self.state.audit.clone(),
             self.state.config.audit_retention_days,
         );
+        let backups = crate::ops::backup::schedule::Schedule::from_config(&self.state.config)
+            .map(|s| crate::ops::backup::schedule::spawn(store.clone(), s));
         server::serve(
             self.listener,
             router(self.state),
@@ -371,6 +373,9 @@ impl Application {
         )
         .await;
         housekeeping.abort();
+        if let Some(task) = backups {
+            task.abort();
+        }
         // Stops the SIGHUP reloader.
         drop(self.tls);
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.close())

@@ -93,6 +93,9 @@ settings! {
     "admin_allowed_networks" = "" : "Comma-separated CIDRs allowed to reach `/api/v1/admin/*`; others get 404. Empty allows any.";
     "hsts_max_age" = "730d" : "`Strict-Transport-Security` max-age sent on responses to https requests; 0 sends none.";
     "audit_retention_days" = "365" : "Audit log entries older than this many days are deleted (hourly, and by `portvakt audit prune`) behind a signed checkpoint that keeps the chain verifiable; 0 keeps them forever.";
+    "backup_interval" = "0" : "`serve` writes a backup this often (e.g. `24h`); 0 turns scheduled backups off. With several instances on one PostgreSQL database, one of them takes each backup.";
+    "backup_dir" = "" : "Directory of scheduled backups (created owner-only); empty means `<data_dir>/backups`. Use a different disk than the database's.";
+    "backup_keep" = "7" : "Scheduled backups kept in `backup_dir`; older ones are deleted after each new one. Files named otherwise are never touched.";
 }
 
 /// Where a value came from, for error messages.
@@ -357,6 +360,10 @@ pub struct Config {
     pub admin_allowed_networks: NetList,
     pub hsts_max_age: Duration,
     pub audit_retention_days: u32,
+    /// 0: no scheduled backups.
+    pub backup_interval: Duration,
+    pub backup_dir: PathBuf,
+    pub backup_keep: usize,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -651,6 +658,18 @@ impl Config {
         let admin_allowed_networks = s.parse::<NetList>("admin_allowed_networks");
         let hsts_max_age = s.span("hsts_max_age", Duration::ZERO);
         let audit_retention_days = s.range::<u32>("audit_retention_days", 0, 36_500);
+        let backup_interval = s.span("backup_interval", Duration::ZERO);
+        if let Some(d) = backup_interval
+            && !d.is_zero()
+            && d < Duration::from_secs(1)
+        {
+            s.problems
+                .push("PORTVAKT_BACKUP_INTERVAL must be 0 (off) or at least 1s".into());
+        }
+        let backup_dir = s
+            .text("backup_dir")
+            .map_or_else(|| data_dir.join("backups"), PathBuf::from);
+        let backup_keep = s.range::<usize>("backup_keep", 1, 100_000);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -791,6 +810,9 @@ impl Config {
             admin_allowed_networks: admin_allowed_networks.ok_or_else(missing)?,
             hsts_max_age: hsts_max_age.ok_or_else(missing)?,
             audit_retention_days: audit_retention_days.ok_or_else(missing)?,
+            backup_interval: backup_interval.ok_or_else(missing)?,
+            backup_dir,
+            backup_keep: backup_keep.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

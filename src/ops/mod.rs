@@ -1,5 +1,6 @@
-//! Operations endpoints: liveness and readiness.
+//! Operations: liveness and readiness endpoints, backup and restore.
 
+pub mod backup;
 pub mod routes;
 
 pub use routes::router;
