@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod auth;
+mod backup;
 mod binary;
 mod errors;
 mod hardening;
