@@ -47,20 +47,38 @@ pub async fn dump(store: &Store, out: &Path, progress: &Progress) -> anyhow::Res
         "{} already exists; not overwriting it",
         out.display()
     );
-    let tmp = temp_path(out)?;
-    let result = dump_to(store, &tmp, progress).await;
-    let finished = result.and_then(|d| {
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("cannot move the backup to {}", out.display()))?;
-        sync_dir(out);
-        let bytes = std::fs::metadata(out)?.len();
-        Ok(Dumped { bytes, ..d })
-    });
-    if finished.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let tmp = TempFile(Some(temp_path(out)?));
+    let result = dump_to(store, tmp.path(), progress).await;
     progress.done();
-    finished
+    let dumped = result?;
+    std::fs::rename(tmp.path(), out)
+        .with_context(|| format!("cannot move the backup to {}", out.display()))?;
+    tmp.keep();
+    sync_dir(out);
+    let bytes = std::fs::metadata(out)?.len();
+    Ok(Dumped { bytes, ..dumped })
+}
+
+/// The temporary file, deleted unless kept: on an error, and also when the backup is
+/// abandoned half-way (the task is aborted at shutdown and this future dropped).
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// A hidden name beside `out`: the rename stays on one file system, and a crash leaves at
@@ -216,8 +234,17 @@ fn cell(row: &AnyRow, i: usize, ty: ColumnType) -> Result<Cell, sqlx::Error> {
     Ok(value.unwrap_or(Cell::Null))
 }
 
-/// The blocking half: gzip, checksum and the file itself. Returns the checksum.
-fn write_file(
+/// The blocking half: gzip, checksum and the file itself. Returns the checksum. Deletes
+/// its file when it fails, also when abandoned after the other half's cleanup already ran.
+fn write_file(tmp: &Path, header: &Header, rows: mpsc::Receiver<Chunk>) -> anyhow::Result<String> {
+    let result = write_rows(tmp, header, rows);
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+fn write_rows(
     tmp: &Path,
     header: &Header,
     mut rows: mpsc::Receiver<Chunk>,

@@ -18,6 +18,9 @@ use crate::store::{Backend, Store, now_micros, rfc3339};
 const LOCK_KEY: i64 = 0x5056_4241_434B_5550;
 const PREFIX: &str = "portvakt-";
 const SUFFIX: &str = ".backup.gz";
+/// The first backup of a database without one, and the retry after a failure, come this
+/// soon (or after one interval, if that is shorter).
+const RETRY: Duration = Duration::from_secs(60);
 
 /// When, where and how many.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +44,13 @@ impl Schedule {
     }
 }
 
-/// Takes a backup every interval (the first one interval after the start) until aborted.
+/// Takes a backup whenever one is due until aborted. Due means an interval after the last
+/// scheduled backup the database records, whichever instance took it, so restarts do not
+/// postpone backups; a database without one gets its first soon after the start.
 pub fn spawn(store: Store, schedule: Schedule) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let start = tokio::time::Instant::now() + schedule.interval;
-        let mut tick = tokio::time::interval_at(start, schedule.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::time::sleep(next_delay(&store, &schedule).await).await;
             match run_once(&store, &schedule).await {
                 Ok(Some((r, pruned))) => tracing::info!(
                     file = %r.file,
@@ -57,10 +59,33 @@ pub fn spawn(store: Store, schedule: Schedule) -> tokio::task::JoinHandle<()> {
                     "scheduled backup written"
                 ),
                 Ok(None) => {}
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "scheduled backup failed");
+                    tokio::time::sleep(schedule.interval.min(RETRY)).await;
+                }
             }
         }
     })
+}
+
+/// How long until the next backup is due: at most an interval, and at least a second, so that
+/// waiting for another instance to finish its backup is not a tight loop.
+async fn next_delay(store: &Store, schedule: &Schedule) -> Duration {
+    let soon = schedule.interval.min(RETRY);
+    match last_backup_by(store, Trigger::Scheduled).await {
+        Ok(Some(last)) => {
+            let due = crate::store::micros_after(last.created_at, schedule.interval);
+            let wait = u64::try_from(due.saturating_sub(now_micros())).unwrap_or(0);
+            Duration::from_micros(wait)
+                .min(schedule.interval)
+                .max(Duration::from_secs(1))
+        }
+        Ok(None) => soon,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read when the last backup was taken");
+            soon
+        }
+    }
 }
 
 /// One scheduled backup, unless another instance holds the lock or took it recently.
