@@ -306,25 +306,27 @@ async fn verify_prints_the_manifest_and_rejects_a_flipped_byte_a_truncated_file_
     }
 }
 
-/// `file` with its header edited by `edit` and the checksum made to match again, as a newer
-/// portvakt would have written it.
-fn rewritten(file: &Path, out: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+/// `file` with its lines (header and rows; not the trailer) edited by `edit` and the checksum
+/// made to match again, as if portvakt had written it so.
+fn rewritten(file: &Path, out: &Path, edit: impl FnOnce(&mut Vec<serde_json::Value>)) {
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap())
         .read_to_string(&mut text)
         .unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut header: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-    edit(&mut header);
-    lines[0] = header.to_string();
-    let rows = lines.len() - 2;
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.pop();
+    edit(&mut lines);
     let mut body = String::new();
-    for line in &lines[..lines.len() - 1] {
-        body.push_str(line);
+    for line in &lines {
+        body.push_str(&line.to_string());
         body.push('\n');
     }
     let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
     let hex: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let rows = lines.len() - 1;
     body.push_str(&serde_json::json!({ "end": { "rows": rows, "sha256": hex } }).to_string());
     body.push('\n');
     let mut gz = flate2::write::GzEncoder::new(
@@ -333,6 +335,39 @@ fn rewritten(file: &Path, out: &Path, edit: impl FnOnce(&mut serde_json::Value))
     );
     gz.write_all(body.as_bytes()).unwrap();
     gz.finish().unwrap();
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_half_way_leaves_the_target_empty() {
+    let secret = portvakt::crypto::secret::generate();
+    let source = spawn_app_with(&[("secret_key", secret.as_str())]).await;
+    sign_up(&source, 2).await;
+    let files = tempfile::tempdir().unwrap();
+    let file = backup_of(&source, files.path(), "src.backup.gz").await;
+    // The second account takes the first one's email: the database refuses that row.
+    let clash = files.path().join("clash.backup.gz");
+    rewritten(&file, &clash, |lines| {
+        let users: Vec<usize> = (1..lines.len())
+            .filter(|&i| lines[i]["t"] == "users")
+            .collect();
+        let key = lines[users[0]]["v"][2].clone();
+        lines[users[1]]["v"][2] = key;
+    });
+    let (ok, _, _) = portvakt(&[], &["backup", "verify", path_str(&clash)]).await;
+    assert!(ok, "the file itself is intact");
+
+    let target = tempfile::tempdir().unwrap();
+    let env = [
+        ("PORTVAKT_DATA_DIR", path_str(target.path())),
+        ("PORTVAKT_SECRET_KEY", secret.as_str()),
+    ];
+    let (ok, out, err) = portvakt(&env, &["restore", path_str(&clash)]).await;
+    assert!(!ok, "{out}");
+    assert!(err.to_lowercase().contains("unique"), "{err}");
+    // Nothing of it stayed: the target still counts as empty, and takes the good backup.
+    let (ok, out, err) = portvakt(&env, &["restore", path_str(&file)]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("restored"), "{out}");
 }
 
 #[tokio::test]
@@ -347,7 +382,7 @@ async fn restore_refuses_a_newer_schema_a_wrong_secret_key_and_a_non_empty_targe
     // A newer schema: refused before the target is even created.
     let newer = files.path().join("newer.backup.gz");
     rewritten(&file, &newer, |h| {
-        h["schema_version"] = serde_json::json!(9999)
+        h[0]["schema_version"] = serde_json::json!(9999)
     });
     let (ok, _, _) = portvakt(&[], &["backup", "verify", path_str(&newer)]).await;
     assert!(ok, "the rewritten file is itself intact");
