@@ -430,6 +430,8 @@ impl Application {
                 .await;
             })
         });
+        let backups = crate::ops::backup::schedule::Schedule::from_config(&self.state.config)
+            .map(|s| crate::ops::backup::schedule::spawn(store.clone(), s));
         server::serve(
             self.listener,
             router(self.state),
@@ -447,6 +449,9 @@ impl Application {
         events.closed(shutdown_timeout).await;
         tail.abort();
         housekeeping.abort();
+        if let Some(task) = backups {
+            task.abort();
+        }
         if let Some(reporter) = &reporter {
             reporter.flush();
         }

@@ -98,6 +98,9 @@ settings! {
     "events_auth_timeout" = "10s" : "Live events: a WebSocket on `/api/v1/events` must send its `auth` message within this time, or it is closed with 4408.";
     "events_ping_interval" = "30s" : "Live events: how often the server pings each WebSocket; one that misses two pongs in a row is closed.";
     "events_buffer" = "256" : "Live events: events queued per WebSocket for a client that reads slower than they come; one that falls this far behind is dropped (close 1008) so that it never slows the others.";
+    "backup_interval" = "0" : "`serve` writes a backup this often (e.g. `24h`); 0 turns scheduled backups off. With several instances on one PostgreSQL database, one of them takes each backup.";
+    "backup_dir" = "" : "Directory of scheduled backups (created owner-only); empty means `<data_dir>/backups`. Use a different disk than the database's.";
+    "backup_keep" = "7" : "Scheduled backups kept in `backup_dir`; older ones are deleted after each new one. Files named otherwise are never touched.";
 }
 
 /// Where a value came from, for error messages.
@@ -368,6 +371,10 @@ pub struct Config {
     pub events_auth_timeout: Duration,
     pub events_ping_interval: Duration,
     pub events_buffer: usize,
+    /// 0: no scheduled backups.
+    pub backup_interval: Duration,
+    pub backup_dir: PathBuf,
+    pub backup_keep: usize,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -674,6 +681,18 @@ impl Config {
         let events_auth_timeout = s.span("events_auth_timeout", Duration::from_millis(10));
         let events_ping_interval = s.span("events_ping_interval", Duration::from_millis(10));
         let events_buffer = s.range::<usize>("events_buffer", 1, 1_000_000);
+        let backup_interval = s.span("backup_interval", Duration::ZERO);
+        if let Some(d) = backup_interval
+            && !d.is_zero()
+            && d < Duration::from_secs(1)
+        {
+            s.problems
+                .push("PORTVAKT_BACKUP_INTERVAL must be 0 (off) or at least 1s".into());
+        }
+        let backup_dir = s
+            .text("backup_dir")
+            .map_or_else(|| data_dir.join("backups"), PathBuf::from);
+        let backup_keep = s.range::<usize>("backup_keep", 1, 100_000);
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -822,6 +841,9 @@ impl Config {
             events_auth_timeout: events_auth_timeout.ok_or_else(missing)?,
             events_ping_interval: events_ping_interval.ok_or_else(missing)?,
             events_buffer: events_buffer.ok_or_else(missing)?,
+            backup_interval: backup_interval.ok_or_else(missing)?,
+            backup_dir,
+            backup_keep: backup_keep.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

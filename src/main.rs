@@ -11,6 +11,7 @@ use portvakt::accounts::{Email, Name};
 use portvakt::audit::{self, Audit, VerifyError};
 use portvakt::config::{Config, Level, SETTINGS, Span};
 use portvakt::crypto::secret::{self, MasterKey};
+use portvakt::ops::backup::{self, Progress, Trigger};
 use portvakt::store::Store;
 use portvakt::telemetry::{self, Sink};
 use portvakt::{AppState, Application, roles};
@@ -55,6 +56,14 @@ enum Command {
     /// HEALTHCHECKs: no curl needed). Uses PORTVAKT_ADDR, and the configured certificate
     /// when native TLS is on.
     Healthcheck,
+    /// Write a consistent backup of the database while the service runs, or check one.
+    Backup(BackupArgs),
+    /// Restore a backup into the configured database, which must be empty (either backend:
+    /// this is also the way from SQLite to PostgreSQL). Needs the backed-up service's secret key.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Print a new random secret key for PORTVAKT_SECRET_KEY.
     Secret,
     /// Print every setting with its default, as a .env file.
@@ -86,6 +95,26 @@ enum UserCommand {
     },
 }
 
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct BackupArgs {
+    /// Where to write the backup (gzip-compressed, owner-only); must not exist yet.
+    #[arg(long, value_name = "FILE", required = true)]
+    out: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Read a backup file through: checksum, row counts, completeness. Prints its manifest;
+    /// exits 1 if the file is truncated, corrupted or not a backup.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain from the signed checkpoint to the signed head; name the first
@@ -111,6 +140,10 @@ fn main() -> ExitCode {
             print!("{}", env_example());
             return ExitCode::SUCCESS;
         }
+        Command::Backup(BackupArgs {
+            command: Some(BackupCommand::Verify { file }),
+            ..
+        }) => return backup_verify(&file),
         _ => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
@@ -166,7 +199,9 @@ fn main() -> ExitCode {
             Command::Audit(AuditCommand::Prune { older_than }) => {
                 audit_prune(&config, older_than).await
             }
-            Command::Secret | Command::Config => Ok(()),
+            Command::Backup(BackupArgs { out: Some(out), .. }) => backup_to(&config, &out).await,
+            Command::Restore { file } => restore(&config, &file).await,
+            Command::Backup(_) | Command::Secret | Command::Config => Ok(()),
         }
     });
     // Log lines are buffered: write them out before speaking directly, to keep the order.
@@ -359,6 +394,65 @@ async fn audit_prune(config: &Config, older_than: Option<Span>) -> anyhow::Resul
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn backup_to(config: &Config, out: &std::path::Path) -> anyhow::Result<()> {
+    let store = Store::connect(config).await?;
+    let applied = store.applied_schema_version().await?;
+    let latest = store.latest_schema_version();
+    anyhow::ensure!(
+        applied == latest,
+        "the database schema is at version {applied} and this binary's at {latest}: back up with the binary the service runs, or run `portvakt migrate` first"
+    );
+    let result = backup::take(&store, out, Trigger::Manual, &Progress::on_terminal()).await;
+    store.close().await;
+    let r = result?;
+    println!(
+        "backup written to {} ({} bytes, sha256 {}); restoring it needs this service's secret key (PORTVAKT_SECRET_KEY)",
+        out.display(),
+        r.bytes,
+        r.sha256
+    );
+    Ok(())
+}
+
+fn backup_verify(file: &std::path::Path) -> ExitCode {
+    match backup::verify_file(file) {
+        Ok((h, trailer)) => {
+            println!("backup OK: {}", file.display());
+            println!("  format          {} v{}", h.format, h.format_version);
+            println!("  portvakt        {}", h.portvakt_version);
+            println!("  schema version  {}", h.schema_version);
+            println!("  backend         {}", h.backend);
+            println!(
+                "  created at      {}",
+                portvakt::store::rfc3339(h.created_at)
+            );
+            println!("  sha256          {}", trailer.sha256);
+            println!("  rows            {}", trailer.rows);
+            for t in &h.tables {
+                println!("    {:<18} {}", t.name, t.rows);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portvakt: {} is not a usable backup: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let r = backup::restore(config, file, &Progress::on_terminal()).await?;
+    println!(
+        "restored {} rows from a {} backup taken at {} (schema version {}) into the {} database; run the service with the same PORTVAKT_SECRET_KEY, and `portvakt audit verify` to check the restored audit log",
+        r.rows,
+        r.header.backend,
+        portvakt::store::rfc3339(r.header.created_at),
+        r.header.schema_version,
+        r.backend.name()
+    );
+    Ok(())
 }
 
 fn describe(e: &portvakt::error::AppError) -> String {

@@ -164,6 +164,12 @@ async fn create(store: &Store, master: &MasterKey) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `master` opens the sealed private key of `kid`: the secret key that sealed it is
+/// the one in use (restore checks this before committing).
+pub fn opens(master: &MasterKey, kid: &str, sealed: &str) -> bool {
+    master.open(SEAL_PURPOSE, kid.as_bytes(), sealed).is_ok()
+}
+
 async fn load(store: &Store, master: &MasterKey) -> anyhow::Result<Option<Loaded>> {
     let rows = sqlx::query("SELECT kid, alg, public_key, private_key FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid")
         .fetch_all(store.pool())

@@ -128,6 +128,7 @@ pub async fn database_findings(config: &Config) -> Vec<Finding> {
     )];
     out.push(migrations(config, &store).await);
     out.push(signing_key(&store).await);
+    out.push(last_backup(config, &store).await);
     out.push(admins(config, &store).await);
     store.close().await;
     out
@@ -211,6 +212,50 @@ async fn signing_key(store: &Store) -> Finding {
     }
 }
 
+/// Without a schedule a backup a day is the expectation; with one, a backup older than two
+/// intervals means the schedule is failing.
+async fn last_backup(config: &Config, store: &Store) -> Finding {
+    let prod = config.is_production();
+    let expected = if config.backup_interval.is_zero() {
+        Duration::from_secs(24 * 3600)
+    } else {
+        config.backup_interval
+    };
+    match super::backup::last_backup(store).await {
+        Ok(Some(b)) => {
+            let age =
+                Duration::from_micros(now_micros().saturating_sub(b.created_at).max(0) as u64);
+            let hours = age.as_secs() / 3600;
+            let message = format!(
+                "last backup {hours} h ago ({}, {} bytes, {})",
+                b.triggered_by, b.bytes, b.file
+            );
+            if age > expected * 2 {
+                Finding::new(
+                    if prod { Level::Warn } else { Level::Pass },
+                    "backups",
+                    message,
+                    "check the scheduled backups' log lines, or run `portvakt backup --out FILE`",
+                )
+            } else {
+                Finding::new(Level::Pass, "backups", message, "")
+            }
+        }
+        Ok(None) => Finding::new(
+            if prod { Level::Warn } else { Level::Pass },
+            "backups",
+            "no backup recorded",
+            "set PORTVAKT_BACKUP_INTERVAL (e.g. 24h), or run `portvakt backup --out FILE`",
+        ),
+        Err(e) => Finding::new(
+            Level::Fail,
+            "backups",
+            format!("cannot read the backup records: {e}"),
+            "run `portvakt migrate`",
+        ),
+    }
+}
+
 async fn admins(config: &Config, store: &Store) -> Finding {
     let enabled: Result<i64, _> = sqlx::query_scalar(
         "SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id WHERE r.role = $1 AND u.disabled_at IS NULL",
@@ -264,7 +309,10 @@ mod tests {
             finding(Level::Fail),
         ]);
         assert_eq!((mixed.score, mixed.failures, mixed.warnings), (63, 1, 1));
-        assert!(mixed.findings[0].fix.is_empty(), "a pass has nothing to fix");
+        assert!(
+            mixed.findings[0].fix.is_empty(),
+            "a pass has nothing to fix"
+        );
         assert_eq!(mixed.findings[3].fix, "f");
     }
 }

@@ -1,5 +1,7 @@
-//! Operations endpoints: liveness, readiness and metrics.
+//! Operations: liveness, readiness, metrics, the readiness check, the healthcheck command,
+//! backup and restore.
 
+pub mod backup;
 pub mod check;
 pub mod healthcheck;
 pub mod metrics;

@@ -14,6 +14,15 @@ fn migrator(backend: Backend) -> &'static Migrator {
     }
 }
 
+/// The newest migration version compiled into this binary for `backend`.
+pub fn latest(backend: Backend) -> i64 {
+    migrator(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 impl Store {
     /// Applies every pending migration. On PostgreSQL sqlx holds an advisory lock meanwhile,
     /// so instances starting together do not race.
@@ -22,13 +31,16 @@ impl Store {
         Ok(())
     }
 
+    /// Applies the pending migrations up to and including `version` only (restore loads a
+    /// backup into the schema it was taken from, then migrates the rest).
+    pub async fn migrate_to(&self, version: i64) -> anyhow::Result<()> {
+        migrator(self.backend).run_to(version, self.pool()).await?;
+        Ok(())
+    }
+
     /// The newest migration version compiled into this binary.
     pub fn latest_schema_version(&self) -> i64 {
-        migrator(self.backend)
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0)
+        latest(self.backend)
     }
 
     /// The newest migration applied to the database (0 for an empty one).

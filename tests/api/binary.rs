@@ -266,8 +266,16 @@ fn check_reports_each_item_and_fails_on_unsafe_settings() {
 #[test]
 fn check_json_reports_the_database_and_scores_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let out = create_user(dir.path(), &["--admin"], PASSWORD);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = create_user(
+        dir.path(),
+        &["--email", "root@example.com", "--admin"],
+        PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = |extra: &[(&str, &str)]| {
         let mut cmd = portvakt(dir.path());
         cmd.args(["check", "--json"])
@@ -293,13 +301,28 @@ fn check_json_reports_the_database_and_scores_the_configuration() {
         .map(|f| f["item"].as_str().unwrap())
         .collect();
     for item in [
-        "secret_key", "issuer", "cors_origins", "tls", "proxy", "database", "migrations",
-        "signing_key", "admins", "smtp", "log_format", "rate_limits", "metrics",
+        "secret_key",
+        "issuer",
+        "cors_origins",
+        "tls",
+        "proxy",
+        "database",
+        "migrations",
+        "signing_key",
+        "admins",
+        "smtp",
+        "log_format",
+        "rate_limits",
+        "metrics",
+        "backups",
     ] {
         assert!(items.contains(&item), "{item} missing from {items:?}");
     }
     let score = report["score"].as_u64().unwrap();
-    assert!(score > 0 && score < 100, "warnings lower the score: {score}");
+    assert!(
+        score > 0 && score < 100,
+        "warnings lower the score: {score}"
+    );
     let admins = report["findings"]
         .as_array()
         .unwrap()
@@ -308,6 +331,36 @@ fn check_json_reports_the_database_and_scores_the_configuration() {
         .unwrap();
     assert_eq!(admins["level"], "warn");
     assert!(admins["message"].as_str().unwrap().starts_with("1 admin"));
+
+    let finding = |report: &Value, item: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["item"] == item)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(finding(&report, "backups")["message"], "no backup recorded");
+    let out = portvakt(dir.path())
+        .args(["backup", "--out", "now.backup.gz"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, after_backup) = run(&[]);
+    let backups = finding(&after_backup, "backups");
+    assert_eq!(backups["level"], "pass");
+    assert!(
+        backups["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("last backup 0 h ago")
+    );
+    assert!(after_backup["score"].as_u64().unwrap() > score);
 
     let (code, worse) = run(&[("PORTVAKT_CORS_ORIGINS", "*")]);
     assert_eq!(code, Some(1));

@@ -197,6 +197,11 @@ impl TestApp {
     /// Runs the `portvakt` binary against this instance's database and secret key, with
     /// nothing else from the environment. Returns (success, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_with(&[], args).await
+    }
+
+    /// [`TestApp::cli`] with more `PORTVAKT_*` variables.
+    pub async fn cli_with(&self, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portvakt"));
         cmd.current_dir(self._dir.path());
         for (key, _) in std::env::vars() {
@@ -208,6 +213,7 @@ impl TestApp {
         if let Some(url) = self._db.url() {
             cmd.env("PORTVAKT_DATABASE_URL", url);
         }
+        cmd.envs(env.iter().copied());
         let out = cmd.args(args).output().await.expect("portvakt runs");
         (
             out.status.success(),

@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod auth;
+mod backup;
 mod binary;
 mod deploy;
 mod error_reports;
