@@ -26,9 +26,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/events", get(connect))
 }
 
-/// Upgrades to the events socket. A browser's `Origin` must be allowed by `cors_origins`
-/// (browsers apply no CORS to WebSockets, so this check is the only one): otherwise 403,
-/// before anything is upgraded.
+// Upgrades to the events socket. A browser's `Origin` must be allowed by `cors_origins`
+// (browsers apply no CORS to WebSockets, so this check is the only one): otherwise 403,
+// before anything is upgraded.
+/// Open the live events WebSocket.
 ///
 /// After the upgrade the client sends `{"type": "auth", "token": "<access token>"}` within
 /// 10 s and gets `{"type": "ready"}`; with `audit:read` it may send `{"type": "subscribe",
