@@ -188,7 +188,7 @@ impl Registry {
         }
         self.audit.remove(&id);
         if why == Removal::TooSlow {
-            metrics::counter!("portvakt_websocket_dropped_total", "reason" => "slow_client")
+            metrics::counter!(crate::telemetry::metrics::WEBSOCKET_DROPPED, "reason" => "slow_client")
                 .increment(1);
             if let Some(cut_off) = subscriber.cut_off.take() {
                 let _ = cut_off.send(());
@@ -198,7 +198,8 @@ impl Registry {
     }
 
     fn count_changed(&self) {
-        metrics::gauge!("portvakt_websocket_subscribers").set(self.subscribers.len() as f64);
+        metrics::gauge!(crate::telemetry::metrics::WEBSOCKET_SUBSCRIBERS)
+            .set(self.subscribers.len() as f64);
     }
 }
 

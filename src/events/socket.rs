@@ -291,7 +291,7 @@ impl Connection<'_> {
     /// was granted, and pings.
     async fn ping(&mut self, heartbeat: &mut Heartbeat) -> Result<(), Ending> {
         if heartbeat.missed_twice() {
-            metrics::counter!("portvakt_websocket_dropped_total", "reason" => "pong_timeout")
+            metrics::counter!(crate::telemetry::metrics::WEBSOCKET_DROPPED, "reason" => "pong_timeout")
                 .increment(1);
             return Err(Ending::close(close::TIMEOUT, "no pong"));
         }

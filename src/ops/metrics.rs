@@ -16,40 +16,57 @@ use crate::store::now_micros;
 use crate::telemetry::metrics::{self as names, install};
 
 /// Counting live sessions scans an index; one count serves every scrape for this long.
-const SESSION_COUNT_TTL: Duration = Duration::from_secs(15);
+const DATABASE_TTL: Duration = Duration::from_secs(15);
 
 /// The Prometheus text format's content type (exposition format 0.0.4).
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub struct Exporter {
     handle: PrometheusHandle,
-    sessions: Mutex<Option<(Instant, i64)>>,
+    database: Mutex<Option<(Instant, DatabaseFigures)>>,
+}
+
+/// What a scrape reads from the database, at most once per `DATABASE_TTL`.
+#[derive(Clone, Copy)]
+struct DatabaseFigures {
+    active_sessions: i64,
+    /// Seconds since the epoch of the newest recorded backup, by any instance.
+    last_backup: Option<f64>,
 }
 
 impl Default for Exporter {
     fn default() -> Self {
         Exporter {
             handle: install(),
-            sessions: Mutex::new(None),
+            database: Mutex::new(None),
         }
     }
 }
 
 impl Exporter {
-    async fn active_sessions(&self, app: &AppState) -> Result<i64, sqlx::Error> {
-        if let Some((at, n)) = *self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-            && at.elapsed() < SESSION_COUNT_TTL
+    async fn database(&self, app: &AppState) -> Result<DatabaseFigures, sqlx::Error> {
+        if let Some((at, figures)) = *self.database.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < DATABASE_TTL
         {
-            return Ok(n);
+            return Ok(figures);
         }
-        let n: i64 = sqlx::query_scalar(
+        let active_sessions: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1",
         )
         .bind(now_micros())
         .fetch_one(app.store.pool())
         .await?;
-        *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), n));
-        Ok(n)
+        // From the database rather than this process's memory: after a restart, or on an
+        // instance that did not take the backup, the age must still be right.
+        let last_backup = crate::ops::backup::last_backup(&app.store)
+            .await?
+            .map(|b| b.created_at as f64 / 1e6);
+        let figures = DatabaseFigures {
+            active_sessions,
+            last_backup,
+        };
+        *self.database.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), figures));
+        Ok(figures)
     }
 }
 
@@ -66,9 +83,14 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, AppError> 
     metrics::gauge!(names::DB_POOL, "state" => "in_use").set((size - idle).max(0.0));
     metrics::gauge!(names::HASH_QUEUE).set(app.hasher.in_flight() as f64);
     // A database that cannot count is reported by /ready; the scrape still answers.
-    match exporter.active_sessions(&app).await {
-        Ok(n) => metrics::gauge!(names::ACTIVE_SESSIONS).set(n as f64),
-        Err(e) => tracing::warn!(error = %e, "cannot count active sessions for /metrics"),
+    match exporter.database(&app).await {
+        Ok(figures) => {
+            metrics::gauge!(names::ACTIVE_SESSIONS).set(figures.active_sessions as f64);
+            if let Some(at) = figures.last_backup {
+                metrics::gauge!(names::LAST_BACKUP).set(at);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read sessions and backups for /metrics"),
     }
     let body = exporter.handle.render();
     let mut response = body.into_response();

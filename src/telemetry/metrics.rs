@@ -22,8 +22,11 @@ pub const ACTIVE_SESSIONS: &str = "portvakt_active_sessions";
 pub const DB_POOL: &str = "portvakt_db_pool_connections";
 pub const AUDIT_ENTRIES: &str = "portvakt_audit_entries_total";
 pub const WEBSOCKET_SUBSCRIBERS: &str = "portvakt_websocket_subscribers";
+pub const WEBSOCKET_DROPPED: &str = "portvakt_websocket_dropped_total";
 pub const PANICS: &str = "portvakt_panics_total";
 pub const BUILD_INFO: &str = "portvakt_build_info";
+pub const LAST_BACKUP: &str = "portvakt_last_backup_timestamp_seconds";
+pub const BACKUPS: &str = "portvakt_backups_total";
 
 /// Request latency buckets: most answers take well under a millisecond, password work tens
 /// of milliseconds, and the request timeout caps the tail.
@@ -117,8 +120,20 @@ fn describe() {
         WEBSOCKET_SUBSCRIBERS,
         "Live-event WebSocket connections that completed authentication."
     );
+    describe_counter!(
+        WEBSOCKET_DROPPED,
+        "Live-event WebSockets closed by the server: slow_client (buffer full) or pong_timeout."
+    );
     describe_counter!(PANICS, "Request handlers that panicked (answered 500).");
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
+    describe_counter!(
+        BACKUPS,
+        "Backups taken by this process, by outcome: success or failure."
+    );
+    describe_gauge!(
+        LAST_BACKUP,
+        "When the newest backup recorded in the database was taken (any instance, manual or scheduled)."
+    );
 }
 
 /// Counts one answered request and its latency.

@@ -222,8 +222,21 @@ async fn a_separate_listener_serves_exact_figures_and_the_main_one_does_not() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
+    // A backup taken by another process: the server learns its time from the database.
+    let out = portvakt(dir.path())
+        .args(["backup", "--out", "b.backup.gz"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
     let (text, samples) = scrape(&client, &metrics_url).await;
     assert_eq!(value(&samples, "portvakt_active_sessions", &[]), 2.0);
+    let backup_at = value(&samples, "portvakt_last_backup_timestamp_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - backup_at).abs() < 120.0, "{backup_at} vs {now}");
     assert_eq!(
         value(&samples, "portvakt_logins_total", &[("outcome", "success")]),
         2.0

@@ -11,6 +11,7 @@ pub mod restore;
 pub mod schedule;
 pub mod tables;
 
+use crate::telemetry::metrics as names;
 use std::path::Path;
 
 use sqlx::Row;
@@ -64,10 +65,9 @@ pub async fn take(
 ) -> anyhow::Result<BackupRecord> {
     let result = take_inner(store, out, trigger, progress).await;
     let outcome = if result.is_ok() { "success" } else { "failure" };
-    metrics::counter!("portvakt_backups_total", "outcome" => outcome).increment(1);
+    metrics::counter!(names::BACKUPS, "outcome" => outcome).increment(1);
     if let Ok(r) = &result {
-        metrics::gauge!("portvakt_last_backup_timestamp_seconds")
-            .set(r.created_at as f64 / 1_000_000.0);
+        metrics::gauge!(names::LAST_BACKUP).set(r.created_at as f64 / 1_000_000.0);
     }
     result
 }
