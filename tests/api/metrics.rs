@@ -227,7 +227,11 @@ async fn a_separate_listener_serves_exact_figures_and_the_main_one_does_not() {
         .args(["backup", "--out", "b.backup.gz"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (text, samples) = scrape(&client, &metrics_url).await;
     assert_eq!(value(&samples, "portvakt_active_sessions", &[]), 2.0);

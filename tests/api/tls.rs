@@ -426,3 +426,43 @@ fn check_reports_the_certificate_and_what_is_wrong_with_the_files() {
         "{err}"
     );
 }
+
+/// `portvakt healthcheck` over native TLS trusts the configured certificate, and only it.
+#[test]
+fn healthcheck_speaks_tls_to_the_configured_certificate_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = TestCert::new("served");
+    let (cert_path, key_path) = served.write(dir.path());
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            ("PORTVAKT_TLS_CERT", cert_path.to_str().unwrap()),
+            ("PORTVAKT_TLS_KEY", key_path.to_str().unwrap()),
+        ],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let healthcheck = |cert: &Path, key: &Path| {
+        crate::binary::portvakt(dir.path())
+            .arg("healthcheck")
+            .env("PORTVAKT_ADDR", &addr)
+            .env("PORTVAKT_TLS_CERT", cert)
+            .env("PORTVAKT_TLS_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let out = healthcheck(&cert_path, &key_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Configured with another certificate than the one served: refused.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_cert, other_key) = TestCert::new("impostor").write(other_dir.path());
+    let out = healthcheck(&other_cert, &other_key);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TLS handshake"), "{stderr}");
+    assert!(server.terminate().success());
+}
