@@ -252,7 +252,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(ops::router(config.metrics_addr.is_none()))
         .merge(oidc::router())
-        .merge(openapi::router())
+        .merge(openapi::router(config))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

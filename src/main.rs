@@ -146,11 +146,18 @@ fn main() -> ExitCode {
         }) => return backup_verify(&file),
         _ => {}
     }
+    // Docker reserves exit code 2 of a HEALTHCHECK command: a health check says 1 for any
+    // failure, its configuration included.
+    let usage_error = if matches!(cli.command, Command::Healthcheck) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(2)
+    };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("portvakt: {e}");
-            return ExitCode::from(2);
+            return usage_error;
         }
     };
     let sink = if matches!(cli.command, Command::Serve) {
@@ -162,7 +169,7 @@ fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("portvakt: {e:#}");
-            return ExitCode::from(2);
+            return usage_error;
         }
     };
     for warning in &config.warnings {

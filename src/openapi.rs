@@ -15,6 +15,7 @@ use utoipa::openapi::{
 };
 
 use crate::app::AppState;
+use crate::config::Config;
 use crate::error::PROBLEM_JSON;
 
 #[derive(OpenApi)]
@@ -60,10 +61,25 @@ pub fn document() -> Document {
     doc
 }
 
-/// `/openapi.json` and `/docs`, served by Swagger UI's router.
-pub fn router() -> Router<AppState> {
+/// `/openapi.json` and `/docs`, served by Swagger UI's router, describing this instance:
+/// the password length it is configured to accept.
+pub fn router(config: &Config) -> Router<AppState> {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    for (schema, field) in [
+        ("SignupRequest", "password"),
+        ("ChangePasswordRequest", "new_password"),
+    ] {
+        if let Some(property) = doc
+            .pointer_mut(&format!("/components/schemas/{schema}/properties/{field}"))
+            .and_then(|p| p.as_object_mut())
+        {
+            property.insert("minLength".into(), config.password_min_length.into());
+        }
+    }
     utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .url("/openapi.json", document())
+        .external_url_unchecked("/openapi.json", doc)
+        // Swagger UI would otherwise fetch a validity badge from swagger.io.
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"))
         .into()
 }
 

@@ -86,9 +86,8 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, AppError> 
     match exporter.database(&app).await {
         Ok(figures) => {
             metrics::gauge!(names::ACTIVE_SESSIONS).set(figures.active_sessions as f64);
-            if let Some(at) = figures.last_backup {
-                metrics::gauge!(names::LAST_BACKUP).set(at);
-            }
+            // 0 when there never was one, so that an age alert fires rather than sees nothing.
+            metrics::gauge!(names::LAST_BACKUP).set(figures.last_backup.unwrap_or(0.0));
         }
         Err(e) => tracing::warn!(error = %e, "cannot read sessions and backups for /metrics"),
     }

@@ -399,6 +399,24 @@ async fn restore_refuses_a_newer_schema_a_wrong_secret_key_and_a_non_empty_targe
         "nothing was created"
     );
 
+    // An older backup into a target already migrated past it: its rows would skip the later
+    // migrations, so it is refused.
+    let older = files.path().join("older.backup.gz");
+    let latest = source.state.store.latest_schema_version();
+    rewritten(&file, &older, |h| {
+        h[0]["schema_version"] = serde_json::json!(latest - 1)
+    });
+    let migrated = tempfile::tempdir().unwrap();
+    let target = [
+        ("PORTVAKT_DATA_DIR", path_str(migrated.path())),
+        ("PORTVAKT_SECRET_KEY", secret.as_str()),
+    ];
+    let (ok, _, err) = portvakt(&target, &["migrate"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = portvakt(&target, &["restore", path_str(&older)]).await;
+    assert!(!ok);
+    assert!(err.contains("past the backup's"), "{err}");
+
     // Another secret key: refused, nothing created.
     let other = portvakt::crypto::secret::generate();
     let wrong = [

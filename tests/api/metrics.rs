@@ -308,4 +308,33 @@ fn healthcheck_exits_zero_only_while_the_service_answers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    // A broken configuration is a failed check too, never Docker's reserved 2.
+    let out = portvakt(dir.path())
+        .arg("healthcheck")
+        .env("PORTVAKT_ADDR", "not an address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A scheduled backup that cannot even create its directory is a counted failure: the alert
+/// on that counter is how an operator hears of it.
+#[tokio::test]
+async fn scheduled_backup_failures_are_counted_whatever_step_failed() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let dir = blocker.path().join("backups");
+    let app = spawn_app_with(&[
+        ("backup_interval", "1s"),
+        ("backup_dir", dir.to_str().unwrap()),
+    ])
+    .await;
+    let failure = [("outcome", "failure")];
+    let (_, before) = scrape(&app.client, &app.url("/metrics")).await;
+    let start = value(&before, "portvakt_backups_total", &failure);
+    let counted = crate::helpers::eventually(std::time::Duration::from_secs(15), || async {
+        let (_, now) = scrape(&app.client, &app.url("/metrics")).await;
+        value(&now, "portvakt_backups_total", &failure) > start
+    })
+    .await;
+    assert!(counted, "the failed scheduled backup was not counted");
 }

@@ -180,6 +180,22 @@ async fn described_routes_are_served_and_pending_ones_are_not() {
     }
 }
 
+/// The description follows the instance's configuration where it shapes what is accepted.
+#[tokio::test]
+async fn the_password_length_follows_the_configuration() {
+    let app = crate::helpers::spawn_app_with(&[("password_min_length", "14")]).await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["SignupRequest"]["properties"]["password"]["minLength"],
+        14
+    );
+    assert_eq!(
+        schemas["ChangePasswordRequest"]["properties"]["new_password"]["minLength"],
+        14
+    );
+}
+
 #[tokio::test]
 async fn the_reference_page_is_served_from_the_binary() {
     let app = spawn_app().await;
@@ -214,6 +230,10 @@ async fn the_reference_page_is_served_from_the_binary() {
         let body = response.text().await.unwrap();
         assert!(!body.is_empty());
         if asset == "swagger-initializer.js" {
+            assert!(
+                body.contains("validatorUrl") && body.contains("\"none\""),
+                "no validity badge fetched from swagger.io: {body}"
+            );
             assert!(
                 body.contains("/openapi.json"),
                 "the page loads our description"

@@ -11,7 +11,6 @@ pub mod restore;
 pub mod schedule;
 pub mod tables;
 
-use crate::telemetry::metrics as names;
 use std::path::Path;
 
 use sqlx::Row;
@@ -55,24 +54,8 @@ pub struct BackupRecord {
     pub triggered_by: String,
 }
 
-/// Writes a backup of `store` to `out` (which must not exist), records it, and counts it in
-/// the metrics.
+/// Writes a backup of `store` to `out` (which must not exist) and records it.
 pub async fn take(
-    store: &Store,
-    out: &Path,
-    trigger: Trigger,
-    progress: &Progress,
-) -> anyhow::Result<BackupRecord> {
-    let result = take_inner(store, out, trigger, progress).await;
-    let outcome = if result.is_ok() { "success" } else { "failure" };
-    metrics::counter!(names::BACKUPS, "outcome" => outcome).increment(1);
-    if let Ok(r) = &result {
-        metrics::gauge!(names::LAST_BACKUP).set(r.created_at as f64 / 1_000_000.0);
-    }
-    result
-}
-
-async fn take_inner(
     store: &Store,
     out: &Path,
     trigger: Trigger,

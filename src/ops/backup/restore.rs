@@ -148,6 +148,14 @@ async fn restore_into(
         let mut conn = store.pool().acquire().await?;
         refuse_data(&mut conn, backend).await?;
     }
+    // Rows go in at the backup's schema version and the later migrations run over them; a
+    // target already migrated past that version would skip whatever those migrations do to
+    // existing data.
+    anyhow::ensure!(
+        applied <= header.schema_version,
+        "the target database is already at schema version {applied}, past the backup's {}: restore into a database without a schema (drop and recreate it, or use a new SQLite data directory)",
+        header.schema_version
+    );
     store
         .migrate_to(header.schema_version)
         .await

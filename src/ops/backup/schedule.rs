@@ -8,11 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
-
 use super::{BackupRecord, Progress, Trigger, last_backup_by, take};
 use crate::config::Config;
 use crate::store::{Backend, Store, now_micros, rfc3339};
+use crate::telemetry::metrics as names;
 
 /// The advisory lock of the scheduled backup ("PVBACKUP").
 const LOCK_KEY: i64 = 0x5056_4241_434B_5550;
@@ -48,18 +47,29 @@ impl Schedule {
 /// scheduled backup the database records, whichever instance took it, so restarts do not
 /// postpone backups; a database without one gets its first soon after the start.
 pub fn spawn(store: Store, schedule: Schedule) -> tokio::task::JoinHandle<()> {
+    // Both outcomes exist from the start, so that `increase()` sees the first failure.
+    for outcome in ["success", "failure"] {
+        metrics::counter!(names::BACKUPS, "outcome" => outcome).increment(0);
+    }
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(next_delay(&store, &schedule).await).await;
             match run_once(&store, &schedule).await {
-                Ok(Some((r, pruned))) => tracing::info!(
-                    file = %r.file,
-                    bytes = r.bytes,
-                    pruned,
-                    "scheduled backup written"
-                ),
+                Ok(Some((r, pruned))) => {
+                    metrics::counter!(names::BACKUPS, "outcome" => "success").increment(1);
+                    metrics::gauge!(names::LAST_BACKUP).set(r.created_at as f64 / 1e6);
+                    tracing::info!(
+                        file = %r.file,
+                        bytes = r.bytes,
+                        pruned,
+                        "scheduled backup written"
+                    );
+                }
                 Ok(None) => {}
+                // Every failure counts, whatever step failed (directory, lock, snapshot):
+                // the alert on this counter is how an operator hears of it.
                 Err(e) => {
+                    metrics::counter!(names::BACKUPS, "outcome" => "failure").increment(1);
                     tracing::error!(error = %format!("{e:#}"), "scheduled backup failed");
                     tokio::time::sleep(schedule.interval.min(RETRY)).await;
                 }
@@ -97,13 +107,15 @@ pub async fn run_once(
     let _lock = match store.backend() {
         Backend::Sqlite => None,
         Backend::Postgres => {
-            let mut conn = store.pool().acquire().await?;
-            // The lock belongs to this session: closing the connection afterwards releases
-            // it even if the unlock were never reached.
-            conn.close_on_drop();
+            // A connection of its own, outside the pool: the backup's snapshot takes a pooled
+            // one, and holding a second for the whole backup would starve a small pool.
+            // The lock belongs to this session, so closing it releases the lock.
+            let options = store.pool().connect_options();
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?;
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LOCK_KEY)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut conn)
                 .await?;
             if !locked {
                 tracing::debug!("another instance is taking the scheduled backup");
@@ -122,8 +134,15 @@ pub async fn run_once(
     crate::store::create_private_dir(&schedule.dir)?;
     let path = schedule.dir.join(file_name(now_micros()));
     let record = take(store, &path, Trigger::Scheduled, &Progress::hidden()).await?;
-    let pruned = prune(&schedule.dir, schedule.keep)
-        .with_context(|| format!("deleting old backups in {}", schedule.dir.display()))?;
+    // The backup is written and recorded: failing to delete old ones is worth a warning,
+    // not a retry of the backup.
+    let pruned = match prune(&schedule.dir, schedule.keep) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %schedule.dir.display(), "cannot delete old backups");
+            0
+        }
+    };
     Ok(Some((record, pruned)))
 }
 
