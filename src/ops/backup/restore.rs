@@ -184,11 +184,10 @@ async fn restore_into(
         let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {}", quoted(table.name)));
         sqlx::query(sql).execute(&mut *tx).await?;
     }
-    // Full-size statements per table, built once; a shorter run gets its own.
     let statements: Vec<String> = plan
         .iter()
         .zip(&targets)
-        .map(|(table, columns)| insert_sql(table.name, columns, rows_per_insert(columns.len())))
+        .map(|(table, columns)| insert_sql(table.name, columns))
         .collect();
 
     progress.start(header.total_rows());
@@ -199,31 +198,20 @@ async fn restore_into(
     let mut current = usize::MAX;
     while let Some(batch) = rows.recv().await {
         let batch = batch.with_context(|| format!("{} cannot be restored", path.display()))?;
-        // Runs of rows of one table, each run as few multi-row INSERTs as its size allows.
-        for run in batch.chunk_by(|a, b| a.table == b.table) {
-            let table = run[0].table;
-            if table != current {
-                current = table;
+        for row in batch {
+            if row.table != current {
+                current = row.table;
                 progress.table(plan[current].name);
             }
-            let columns = &targets[table];
-            for rows in run.chunks(rows_per_insert(columns.len())) {
-                let sql = if rows.len() == rows_per_insert(columns.len()) {
-                    statements[table].clone()
-                } else {
-                    insert_sql(plan[table].name, columns, rows.len())
-                };
-                let mut q: Query<'_, Any, AnyArguments> = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for row in rows {
-                    for (cell, column) in row.cells.iter().zip(columns) {
-                        q = bind(q, cell, column.ty)
-                            .with_context(|| format!("{}.{}", plan[table].name, column.name))?;
-                    }
-                }
-                q.execute(&mut *tx).await?;
-                loaded += rows.len() as u64;
-                progress.rows(rows.len() as u64);
+            let mut q: Query<'_, Any, AnyArguments> =
+                sqlx::query(sqlx::AssertSqlSafe(statements[row.table].clone()));
+            for (cell, column) in row.cells.iter().zip(&targets[row.table]) {
+                q = bind(q, cell, column.ty)
+                    .with_context(|| format!("{}.{}", plan[row.table].name, column.name))?;
             }
+            q.execute(&mut *tx).await?;
+            loaded += 1;
+            progress.rows(1);
         }
     }
     // The reader only stops early with an error, which it sent first.
@@ -299,31 +287,15 @@ async fn refuse_data(conn: &mut AnyConnection, backend: Backend) -> anyhow::Resu
     Ok(())
 }
 
-/// An INSERT of `rows` rows at once: one round trip per statement, not per row, measured
-/// 6.8k rows/s one by one into a local PostgreSQL.
-fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
+fn insert_sql(table: &str, columns: &[Column]) -> String {
     let names: Vec<String> = columns.iter().map(|c| quoted(&c.name)).collect();
-    let n = columns.len();
-    let tuples: Vec<String> = (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
+    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     format!(
-        "INSERT INTO {} ({}) VALUES {}",
+        "INSERT INTO {} ({}) VALUES ({})",
         quoted(table),
         names.join(", "),
-        tuples.join(", ")
+        params.join(", ")
     )
-}
-
-/// Parameters per statement: under SQLite's historical limit of 999 (and PostgreSQL's 65535).
-const MAX_PARAMS: usize = 900;
-
-/// Rows per INSERT for a table of `columns` columns.
-fn rows_per_insert(columns: usize) -> usize {
-    (MAX_PARAMS / columns.max(1)).max(1)
 }
 
 /// Binds `cell` as the target column's exact type (PostgreSQL checks the width).
@@ -440,33 +412,4 @@ fn check_secret_key(master: &MasterKey, header: &Header, rows: &[BackupRow]) -> 
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_row_inserts_number_their_parameters_row_after_row() {
-        let columns = vec![
-            Column {
-                name: "id".into(),
-                ty: ColumnType::Text,
-            },
-            Column {
-                name: "n".into(),
-                ty: ColumnType::Int64,
-            },
-        ];
-        assert_eq!(
-            insert_sql("t", &columns, 2),
-            r#"INSERT INTO "t" ("id", "n") VALUES ($1, $2), ($3, $4)"#
-        );
-        assert_eq!(rows_per_insert(2), 450);
-        assert_eq!(
-            rows_per_insert(2000),
-            1,
-            "a very wide table still goes row by row"
-        );
-    }
 }
