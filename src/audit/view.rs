@@ -67,6 +67,24 @@ impl EntryView {
         }
         view
     }
+
+    /// The entry as the user it targets sees it when they did not act in it themselves (an
+    /// admin unlocked their account, a failed login against it). Another person who acted
+    /// keeps their identity, address and browser to themselves and to audit readers: the
+    /// target learns what was done to the account, not who did it from where. An entry with
+    /// no actor is different: nobody identified acted, so its `ip` and `user_agent` are those
+    /// of an attempt against the account (a failed login with someone else's guess, the
+    /// lockout it caused), and they are the owner's own security information, shown as any
+    /// "failed sign-in from ..." notice shows them: that is how an owner notices an attack.
+    pub fn for_target(e: &StoredEntry) -> EntryView {
+        let mut view = EntryView::from(e);
+        if view.actor_id.is_some() {
+            view.actor_id = None;
+            view.ip = None;
+            view.user_agent = None;
+        }
+        view
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +149,23 @@ mod tests {
             EntryView::for_audit_readers(&e).details,
             serde_json::json!({"reason": "unknown_email"})
         );
+    }
+
+    #[test]
+    fn a_target_sees_neither_who_else_acted_nor_from_where_but_sees_anonymous_attempts() {
+        let mut e = stored("{}");
+        e.user_agent = Some("AdminsBrowser/1.0".into());
+        let view = EntryView::for_target(&e);
+        assert_eq!(
+            (view.actor_id, view.ip, view.user_agent),
+            (None, None, None)
+        );
+        assert_eq!(view.action, "login");
+
+        e.actor_id = None;
+        let view = EntryView::for_target(&e);
+        assert_eq!(view.ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(view.user_agent.as_deref(), Some("AdminsBrowser/1.0"));
     }
 
     #[test]

@@ -19,18 +19,27 @@ pub struct Event {
     pub actor_id: Option<String>,
     /// The target's id when the target is a user.
     pub target_user: Option<String>,
+    /// The message for the actor.
     pub message: Utf8Bytes,
     /// The message for audit readers, when it differs (the entry has personal data).
     pub audit_message: Option<Utf8Bytes>,
+    /// The message for the target user who is not the actor, when it differs (someone else
+    /// acted: see `EntryView::for_target`).
+    pub target_message: Option<Utf8Bytes>,
 }
 
 impl Event {
-    /// What a subscriber receives: audit readers see more of some entries.
-    pub fn message_for(&self, audit_reader: bool) -> &Utf8Bytes {
-        match (&self.audit_message, audit_reader) {
-            (Some(message), true) => message,
-            _ => &self.message,
-        }
+    /// What `user` receives: audit readers see more of some entries, and a target user who
+    /// did not act sees less of what someone else did to their account.
+    pub fn message_for(&self, user: &str, audit_reader: bool) -> &Utf8Bytes {
+        let differing = if audit_reader {
+            &self.audit_message
+        } else if self.actor_id.as_deref() == Some(user) {
+            &None
+        } else {
+            &self.target_message
+        };
+        differing.as_ref().unwrap_or(&self.message)
     }
 
     /// Whether the entry is about `user`: done by them, or to their account.
@@ -214,6 +223,7 @@ mod tests {
             target_user: target_user.map(str::to_string),
             message: Utf8Bytes::from(format!("{seq}")),
             audit_message: None,
+            target_message: None,
         })
     }
 
@@ -251,6 +261,29 @@ mod tests {
         );
         assert_eq!(drain(&mut bob_sub), [2]);
         assert_eq!(drain(&mut auditor), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn each_recipient_gets_the_message_of_its_part_in_the_entry() {
+        let event = Event {
+            seq: 1,
+            actor_id: Some("admin".into()),
+            target_user: Some("user".into()),
+            message: Utf8Bytes::from("actor"),
+            audit_message: Some(Utf8Bytes::from("audit")),
+            target_message: Some(Utf8Bytes::from("target")),
+        };
+        assert_eq!(event.message_for("admin", false).as_str(), "actor");
+        assert_eq!(event.message_for("user", false).as_str(), "target");
+        assert_eq!(event.message_for("user", true).as_str(), "audit");
+        assert_eq!(event.message_for("admin", true).as_str(), "audit");
+        let plain = Event {
+            audit_message: None,
+            target_message: None,
+            ..event
+        };
+        assert_eq!(plain.message_for("user", false).as_str(), "actor");
+        assert_eq!(plain.message_for("user", true).as_str(), "actor");
     }
 
     #[test]

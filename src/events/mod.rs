@@ -1,6 +1,7 @@
 //! Live events: the WebSocket at `/api/v1/events` that streams audit entries as they are
 //! committed (API.md, "Live events"). A user receives the entries about their own account
-//! (as actor, or as the target user); a caller with `audit:read` may subscribe to every entry.
+//! (as actor, or as the target user, without who else acted from where); a caller with
+//! `audit:read` may subscribe to every entry.
 //!
 //! Pieces: [`tail`] follows the audit log and publishes committed entries on this instance's
 //! [`bus`]; each [`socket`] holds a subscription with a bounded queue; [`routes`] checks the

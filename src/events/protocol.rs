@@ -51,7 +51,8 @@ pub mod close {
     pub const TOO_SLOW: u16 = 1008;
     /// Something failed on our side (the database); the client may reconnect.
     pub const INTERNAL: u16 = 1011;
-    /// Bad or missing token, a first message that is not `auth`, or the session ended.
+    /// Bad or missing token, a first message that is not `auth`, or the token expired or its
+    /// session ended.
     pub const UNAUTHORIZED: u16 = 4401;
     /// A stream the caller may not read.
     pub const FORBIDDEN: u16 = 4403;

@@ -34,7 +34,8 @@ pub fn router() -> Router<AppState> {
 /// After the upgrade the client sends `{"type": "auth", "token": "<access token>"}` within
 /// 10 s and gets `{"type": "ready"}`; with `audit:read` it may send `{"type": "subscribe",
 /// "stream": "audit"}`. Events arrive as `{"type": "event", "event": <audit entry>}`.
-/// Close codes: 4401 bad token or first message not `auth`, 4403 not allowed, 4408 nothing
+/// Close codes: 4401 bad token, first message not `auth`, or the token expired or its session
+/// ended (reconnect with a fresh token), 4403 not allowed, 4408 nothing
 /// within the time limit or pongs missed, 1008 too slow to read, 1001 server shutting down.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     responses(

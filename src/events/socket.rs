@@ -1,11 +1,17 @@
 //! One events connection, from the `auth` message to the close frame.
 //!
-//! The socket lives as long as the session behind its token: events about the user are sent
-//! only after the session is confirmed alive in the database (so the event that ends the
-//! session, a logout or a password change elsewhere, closes the socket with 4401 instead of
-//! being delivered), and at every ping the session (and, for the audit stream, the
-//! `audit:read` permission) is checked again. The access token's own expiry does not end
-//! the socket: it was checked once, at `auth`, and the session is what can be revoked.
+//! The socket lives as long as the access token that authenticated it, and no longer than
+//! its session: it closes with 4401 when the token expires (a stolen short-lived token must
+//! not buy an endless stream; the client reconnects with a fresh one), events about the
+//! user are sent only after the session is confirmed alive in the database (so the event
+//! that ends the session, a logout or a password change elsewhere, closes the socket with
+//! 4401 instead of being delivered), and at every ping the session is checked again.
+//!
+//! The audit stream is the whole log, so `audit:read` is held to a tighter leash than the
+//! session: it is read from the database before every audit-stream event about the
+//! subscriber (the entry that demotes them is one, and is not delivered), before any other
+//! audit-stream event once [`AUDIT_RECHECK`] has passed since the last check, and at every
+//! ping.
 
 use std::time::Duration;
 
@@ -24,6 +30,19 @@ use crate::roles::{self, Permission};
 /// How long a closing socket waits for its close frame to go out and the client's reply to
 /// come back before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a successful `audit:read` check holds for audit-stream events about other users.
+/// A demotion that no entry about the subscriber announces (a direct database change, a
+/// role that lost the permission) thus stops the stream within this time while events flow,
+/// instead of at the next ping (30 s by default). Checking before every event instead would
+/// cost a query per event per subscriber on the busiest stream there is; with this bound it
+/// costs at most one query per subscriber every few seconds, and only while events come.
+const AUDIT_RECHECK: Duration = Duration::from_secs(2);
+
+/// The longest wait armed for a token's expiry. Tokens live at most a day in production;
+/// the bound only keeps an absurd `PORTVAKT_ACCESS_TOKEN_TTL` from overflowing the timer
+/// (such a socket then closes after a year, as if its token had expired).
+const LONGEST_TOKEN_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// How a connection ends.
 #[derive(Debug)]
@@ -63,6 +82,14 @@ impl Ending {
         )
     }
 
+    fn token_expired() -> Ending {
+        Ending::error(
+            close::UNAUTHORIZED,
+            "token expired",
+            "The access token has expired; reconnect with a fresh one.",
+        )
+    }
+
     fn internal() -> Ending {
         Ending::error(
             close::INTERNAL,
@@ -89,8 +116,10 @@ pub async fn run(mut socket: WebSocket, app: AppState, _slot: Option<ConnectionS
                         socket: &mut socket,
                         app: &app,
                         caller: &caller,
+                        user: caller.user_id.to_string(),
                         subscription,
                         audit_stream: false,
+                        audit_checked: Instant::now(),
                         after,
                         stopping,
                     };
@@ -159,9 +188,13 @@ struct Connection<'a> {
     socket: &'a mut WebSocket,
     app: &'a AppState,
     caller: &'a Caller,
+    /// The caller's user id, as events name users.
+    user: String,
     subscription: Subscription,
     /// Whether the caller subscribed to the audit stream.
     audit_stream: bool,
+    /// When `audit:read` was last confirmed (meaningful once `audit_stream`).
+    audit_checked: Instant,
     /// The last entry committed before this connection was ready.
     after: i64,
     stopping: watch::Receiver<bool>,
@@ -179,10 +212,16 @@ impl Connection<'_> {
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut heartbeat = Heartbeat::default();
+        let expired = tokio::time::sleep(until_expiry(
+            self.caller.token.expires_at,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        ));
+        tokio::pin!(expired);
         loop {
             let step = tokio::select! {
                 biased;
                 () = stopped(&mut self.stopping) => Err(Ending::close(close::GOING_AWAY, "server shutting down")),
+                () = &mut expired => Err(Ending::token_expired()),
                 _ = &mut self.subscription.cut_off => Err(too_slow()),
                 received = self.socket.recv() => self.received(received, &mut heartbeat).await,
                 Some(event) = self.subscription.events.recv() => self.deliver(&event).await,
@@ -211,7 +250,8 @@ impl Connection<'_> {
         }
         // The entry that ends this session (logout, password change, revocation) is about
         // this user; read past the cache, which this instance may update only after we woke.
-        if event.concerns(&self.caller.user_id.to_string()) {
+        let mine = event.concerns(&self.user);
+        if mine {
             match sessions::is_active_in_db(&self.app.store, self.caller.session_id).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Ending::session_ended()),
@@ -221,8 +261,28 @@ impl Connection<'_> {
                 }
             }
         }
-        let message = event.message_for(self.audit_stream).clone();
+        // Likewise the entry that takes `audit:read` away is about this user; others get the
+        // bounded check of `AUDIT_RECHECK`.
+        if self.audit_stream && (mine || self.audit_checked.elapsed() >= AUDIT_RECHECK) {
+            self.check_audit_read().await?;
+        }
+        let message = event.message_for(&self.user, self.audit_stream).clone();
         self.send(Message::Text(message)).await
+    }
+
+    /// Confirms, from the database, that the caller may still read the audit stream.
+    async fn check_audit_read(&mut self) -> Result<(), Ending> {
+        match roles::require(&self.app.store, self.caller.user_id, Permission::AuditRead).await {
+            Ok(()) => {
+                self.audit_checked = Instant::now();
+                Ok(())
+            }
+            Err(AppError::Forbidden) => Err(forbidden()),
+            Err(e) => {
+                tracing::warn!(error = %e, "checking the audit:read permission failed");
+                Err(Ending::internal())
+            }
+        }
     }
 
     async fn received(
@@ -255,6 +315,7 @@ impl Connection<'_> {
                     Ok(()) => {
                         self.subscription.add_audit_stream();
                         self.audit_stream = true;
+                        self.audit_checked = Instant::now();
                         let subscribed = ServerMessage::Subscribed {
                             stream: AUDIT_STREAM,
                         };
@@ -309,19 +370,19 @@ impl Connection<'_> {
             }
         }
         if self.audit_stream {
-            match roles::require(&self.app.store, self.caller.user_id, Permission::AuditRead).await
-            {
-                Ok(()) => {}
-                Err(AppError::Forbidden) => return Err(forbidden()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "checking the audit:read permission failed");
-                    return Err(Ending::internal());
-                }
-            }
+            self.check_audit_read().await?;
         }
         heartbeat.pinged();
         self.send(Message::Ping(Default::default())).await
     }
+}
+
+/// How long until a token expiring at `expires_at` is refused, both in Unix seconds: the
+/// token service accepts it while `now < expires_at`. `now` is rounded down, so the socket
+/// closes at most a second after the token stops working, never before.
+fn until_expiry(expires_at: i64, now: i64) -> Duration {
+    let left = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
+    Duration::from_secs(left).min(LONGEST_TOKEN_WAIT)
 }
 
 fn too_slow() -> Ending {
@@ -409,6 +470,18 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_waited_for_until_its_expiry_and_no_longer() {
+        assert_eq!(until_expiry(1_000, 990), Duration::from_secs(10));
+        assert_eq!(until_expiry(1_000, 1_000), Duration::ZERO);
+        assert_eq!(
+            until_expiry(1_000, 2_000),
+            Duration::ZERO,
+            "already expired"
+        );
+        assert_eq!(until_expiry(i64::MAX, i64::MIN), LONGEST_TOKEN_WAIT);
+    }
 
     #[test]
     fn two_unanswered_pings_in_a_row_end_the_heartbeat() {

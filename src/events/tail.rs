@@ -113,6 +113,8 @@ pub fn event(entry: &StoredEntry) -> Event {
     let view = EntryView::from(entry);
     let for_readers = EntryView::for_audit_readers(entry);
     let audit_message = (for_readers != view).then(|| render(&for_readers).into());
+    let for_target = EntryView::for_target(entry);
+    let target_message = (for_target != view).then(|| render(&for_target).into());
     Event {
         seq: entry.seq,
         actor_id: entry.actor_id.clone(),
@@ -121,5 +123,6 @@ pub fn event(entry: &StoredEntry) -> Event {
             .flatten(),
         message: render(&view).into(),
         audit_message,
+        target_message,
     }
 }

@@ -29,6 +29,8 @@ struct Socket {
 #[derive(Debug)]
 struct Closed {
     code: Option<u16>,
+    /// The close frame's reason.
+    reason: String,
     /// The text messages that came before the close frame.
     messages: Vec<Value>,
 }
@@ -120,7 +122,8 @@ impl Socket {
                     // Reading on sends the client's reply, completing the close handshake.
                     while let Some(Ok(_)) = self.frame().await {}
                     return Closed {
-                        code: frame.map(|f| u16::from(f.code)),
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
                         messages,
                     };
                 }
@@ -128,6 +131,7 @@ impl Socket {
                 None | Some(Err(_)) => {
                     return Closed {
                         code: None,
+                        reason: String::new(),
                         messages,
                     };
                 }
@@ -155,6 +159,42 @@ async fn admin(app: &TestApp, email: &str) -> TokenPair {
     .await
     .unwrap();
     app.login_ok(email, PASSWORD).await
+}
+
+/// Subscribes `pair`'s socket to the audit stream.
+async fn audit_stream(app: &TestApp, pair: &TokenPair) -> Socket {
+    let mut socket = connect(app).await;
+    socket.auth(&pair.access_token).await;
+    socket
+        .send(json!({ "type": "subscribe", "stream": "audit" }))
+        .await;
+    assert_eq!(socket.next().await["type"], "subscribed");
+    socket
+}
+
+/// Takes the admin role of `email` away in the database, as no entry announces.
+async fn demote(app: &TestApp, email: &str) {
+    sqlx::query(
+        "DELETE FROM user_roles WHERE role = 'admin' AND user_id IN \
+         (SELECT id FROM users WHERE email_key = $1)",
+    )
+    .bind(email)
+    .execute(app.state.store.pool())
+    .await
+    .unwrap();
+}
+
+/// A wrong login for `email` sent with `user_agent`.
+async fn wrong_login(app: &TestApp, email: &str, user_agent: &str) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("user-agent", user_agent)
+        .json(&json!({ "email": email, "password": "not the password at all" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }
 
 /// Appends `count` entries about `user` in one transaction, through the same `Audit` the
@@ -250,10 +290,7 @@ async fn failed_logins_against_the_account_reach_its_owner() {
     let mut socket = connect(&app).await;
     socket.auth(&pair.access_token).await;
 
-    assert_eq!(
-        app.login(&email, "not the password at all").await.status(),
-        401
-    );
+    wrong_login(&app, &email, "GuessersBrowser/2.0").await;
 
     let event = socket.event().await;
     assert_eq!(event["action"], "login_failed");
@@ -262,6 +299,67 @@ async fn failed_logins_against_the_account_reach_its_owner() {
     assert_eq!(event["target_id"], id.as_str());
     assert_eq!(event["outcome"], "failure");
     assert_eq!(event["details"], json!({ "reason": "wrong_password" }));
+    // Nobody identified acted: where the attempt came from is the owner's to know.
+    assert_eq!(event["ip"], "127.0.0.1");
+    assert_eq!(event["user_agent"], "GuessersBrowser/2.0");
+}
+
+#[tokio::test]
+async fn an_admins_action_on_an_account_reaches_its_owner_without_who_or_from_where() {
+    let app = spawn_app_with(&[("lockout_threshold", "2")]).await;
+    let root = admin(&app, "root@example.com").await;
+    let root_id = user_id(&app, &root.access_token).await;
+    let (email, pair) = app.new_user().await;
+    let id = user_id(&app, &pair.access_token).await;
+    let mut owner = connect(&app).await;
+    owner.auth(&pair.access_token).await;
+    let mut actor = connect(&app).await;
+    actor.auth(&root.access_token).await;
+    let mut auditor = audit_stream(&app, &root).await;
+
+    wrong_login(&app, &email, "GuessersBrowser/2.0").await;
+    wrong_login(&app, &email, "GuessersBrowser/2.0").await;
+    let unlock = app
+        .send(
+            app.authed(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/users/{id}/unlock"),
+                &root.access_token,
+            )
+            .header("user-agent", "AdminsPrivateBrowser/1.0"),
+        )
+        .await;
+    assert!(unlock.status().is_success(), "{}", unlock.status());
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(owner.event().await);
+    }
+    let actions: Vec<&str> = seen.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["login_failed", "login_failed", "lockout", "unlock"]
+    );
+    for attempt in &seen[..3] {
+        assert_eq!(attempt["ip"], "127.0.0.1", "{attempt}");
+        assert_eq!(attempt["user_agent"], "GuessersBrowser/2.0", "{attempt}");
+    }
+    let unlocked = &seen[3];
+    assert_eq!(unlocked["target_id"], id.as_str());
+    assert_eq!(unlocked["actor_id"], Value::Null, "{unlocked}");
+    assert_eq!(unlocked["ip"], Value::Null, "{unlocked}");
+    assert_eq!(unlocked["user_agent"], Value::Null, "{unlocked}");
+
+    // The admin who acted, and the audit stream, get the whole entry.
+    for socket in [&mut actor, &mut auditor] {
+        let mut event = socket.event().await;
+        while event["action"] != "unlock" {
+            event = socket.event().await;
+        }
+        assert_eq!(event["actor_id"], root_id.as_str(), "{event}");
+        assert_eq!(event["ip"], "127.0.0.1", "{event}");
+        assert_eq!(event["user_agent"], "AdminsPrivateBrowser/1.0", "{event}");
+    }
 }
 
 #[tokio::test]
@@ -572,6 +670,75 @@ async fn logging_out_the_sockets_session_closes_it_with_4401() {
     assert!(
         closed.messages.iter().all(|m| m["type"] == "error"),
         "the entry that ended the session is not delivered on it: {:?}",
+        closed.messages
+    );
+}
+
+#[tokio::test]
+async fn a_socket_closes_with_4401_when_its_access_token_expires() {
+    let app = spawn_app_with(&[("access_token_ttl", "2s")]).await;
+    let (email, _) = app.new_user().await;
+    // A token this short-lived may expire before its `auth` on a busy machine: then a fresh
+    // one is tried, so what is judged is the close after `ready`, not how fast we got there.
+    let mut attempts = 0;
+    let (mut socket, pair) = loop {
+        attempts += 1;
+        assert!(attempts <= 10, "no token lived long enough to authenticate");
+        let pair = app.login_ok(&email, PASSWORD).await;
+        let mut socket = connect(&app).await;
+        socket
+            .send(json!({ "type": "auth", "token": pair.access_token }))
+            .await;
+        if socket.next().await["type"] == "ready" {
+            break (socket, pair);
+        }
+    };
+
+    let closed = socket.closed().await;
+    assert_eq!(closed.code, Some(4401));
+    assert_eq!(closed.reason, "token expired");
+    assert_eq!(closed.messages.len(), 1, "{:?}", closed.messages);
+    assert_eq!(closed.messages[0]["type"], "error");
+    // The session lives on: the client gets a fresh token and reconnects.
+    assert_eq!(app.refresh(&pair.refresh_token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_admin_demoted_in_the_database_is_closed_with_4403_instead_of_an_event_about_them() {
+    let app = spawn_app().await;
+    let root = admin(&app, "root@example.com").await;
+    let mut socket = audit_stream(&app, &root).await;
+
+    demote(&app, "root@example.com").await;
+    wrong_login(&app, "root@example.com", "GuessersBrowser/2.0").await;
+
+    let closed = socket.closed().await;
+    assert_eq!(closed.code, Some(4403));
+    assert!(
+        closed.messages.iter().all(|m| m["type"] == "error"),
+        "nothing from the audit stream after the demotion: {:?}",
+        closed.messages
+    );
+}
+
+#[tokio::test]
+async fn a_demoted_admin_stops_receiving_others_events_within_seconds_not_at_a_ping() {
+    let app = spawn_app().await;
+    let root = admin(&app, "root@example.com").await;
+    let (email, _) = app.new_user().await;
+    let mut socket = audit_stream(&app, &root).await;
+
+    demote(&app, "root@example.com").await;
+    // Longer than the 2 s for which a check of `audit:read` holds (`AUDIT_RECHECK`), far
+    // shorter than the 30 s between pings: the next event must be preceded by a check.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    wrong_login(&app, &email, "GuessersBrowser/2.0").await;
+
+    let closed = socket.closed().await;
+    assert_eq!(closed.code, Some(4403));
+    assert!(
+        closed.messages.iter().all(|m| m["type"] == "error"),
+        "another user's event after the demotion: {:?}",
         closed.messages
     );
 }
