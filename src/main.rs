@@ -93,6 +93,22 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Print an account: id, email, name, roles, state and dates.
+    Show {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a new password (asked for on the terminal, or read from stdin), end every session
+    /// of the account and lift a lockout: recovery when the owner cannot log in.
+    ResetPassword {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -200,6 +216,11 @@ fn main() -> ExitCode {
                 create_user(config, &email, name.as_deref(), admin, password_stdin).await
             }
             Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
+            Command::User(UserCommand::Show { email }) => show_user(config, &email).await,
+            Command::User(UserCommand::ResetPassword {
+                email,
+                password_stdin,
+            }) => reset_password(config, &email, password_stdin).await,
             Command::Check { json } => check(&config, json).await,
             Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
@@ -285,6 +306,54 @@ async fn unlock_user(config: Config, email: &str) -> anyhow::Result<()> {
     } else {
         println!("{} ({}) was not locked", user.email, user.id);
     }
+    Ok(())
+}
+
+/// The account with `email`, or an error that names it.
+async fn account(app: &AppState, email: &str) -> anyhow::Result<portvakt::accounts::User> {
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    accounts::find_by_email(app, &email)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
+        .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.as_str()))
+}
+
+async fn show_user(config: Config, email: &str) -> anyhow::Result<()> {
+    let app = AppState::build(config).await?;
+    let user = account(&app, email).await?;
+    let roles = roles::of_user(app.store.pool(), user.id).await?;
+    let when = |t: Option<i64>| t.map_or_else(|| "-".to_string(), portvakt::store::rfc3339);
+    println!("id:             {}", user.id);
+    println!("email:          {}", user.email);
+    println!("name:           {}", user.name.as_deref().unwrap_or("-"));
+    println!("roles:          {}", roles.join(", "));
+    println!("email verified: {}", when(user.email_verified_at));
+    println!("disabled:       {}", when(user.disabled_at));
+    println!("locked:         {}", when(user.locked_at));
+    println!(
+        "created:        {}",
+        portvakt::store::rfc3339(user.created_at)
+    );
+    println!(
+        "updated:        {}",
+        portvakt::store::rfc3339(user.updated_at)
+    );
+    app.store.close().await;
+    Ok(())
+}
+
+async fn reset_password(config: Config, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let password = read_password(password_stdin)?;
+    let app = AppState::build(config).await?;
+    let user = account(&app, email).await?;
+    let revoked = accounts::reset_password(&app, user.id, password, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("password rejected: {}", describe(&e)))?;
+    app.store.close().await;
+    println!(
+        "new password set for {} ({}); {revoked} session(s) ended",
+        user.email, user.id
+    );
     Ok(())
 }
 

@@ -238,6 +238,68 @@ pub async fn change_password(
     .await
 }
 
+/// Sets a new password without the current one (an operator's recovery tool: `actor` is the
+/// admin, or the CLI when `None`), ends every session of the account, and clears a lockout,
+/// all in one transaction. The new password must pass the same policy as any other.
+#[tracing::instrument(skip_all)]
+pub async fn reset_password(
+    app: &AppState,
+    id: UserId,
+    new: SecretString,
+    actor: Option<UserId>,
+) -> Result<usize, AppError> {
+    let user = store::find_by_id(app.store.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut context = vec![user.email.clone()];
+    context.extend(user.name.clone());
+    check_new_password(app, "password", &new, context).await?;
+    let hash = app.hasher.hash(new).await?;
+    let email_key = user.email_key();
+    let announced = crate::auth::backoff::announced(&email_key);
+    let revoked = app
+        .to_completion(move |app| async move {
+            let mut tx = app.store.begin_write().await?;
+            let now = now_micros();
+            if !store::replace_password_hash(&mut tx, user.id, &user.password_hash, &hash, now)
+                .await?
+            {
+                return Err(AppError::Conflict {
+                    slug: "conflict",
+                    detail: "The password changed meanwhile; try again.".into(),
+                });
+            }
+            store::unlock(&mut tx, user.id, now).await?;
+            let revoked =
+                sessions::revoke_all_of_user(&app.store, &mut tx, user.id, None, "password_reset")
+                    .await?;
+            changed(&app, &mut tx, user.id).await?;
+            app.store
+                .announce(
+                    &mut tx,
+                    crate::auth::backoff::INVALIDATION_KIND,
+                    &[announced],
+                )
+                .await?;
+            let entry = Entry::new(Action::PasswordReset)
+                .target("user", user.id)
+                .detail("revoked_sessions", revoked.len());
+            let entry = match actor {
+                Some(admin) => entry.actor(admin),
+                None => entry.detail("via", "cli"),
+            };
+            app.audit.record(&mut tx, entry).await?;
+            tx.commit().await?;
+            app.sessions.forget(&revoked);
+            app.profiles.invalidate(user.id);
+            Ok(revoked.len())
+        })
+        .await?;
+    app.backoff.clear(&email_key).await;
+    tracing::info!(user_id = %id, revoked_sessions = revoked, "password reset");
+    Ok(revoked)
+}
+
 /// Lifts a lockout (an admin's decision: `actor`, or the CLI when `None`) and forgets this
 /// instance's backoff for the email. Returns false when the account was not locked;
 /// `NotFound` when there is no such account.

@@ -16,6 +16,7 @@ pub enum Action {
     SessionRevoked,
     PasswordChanged,
     PasswordChangeFailed,
+    PasswordReset,
     Lockout,
     Unlock,
 }
@@ -31,6 +32,7 @@ impl Action {
             Action::SessionRevoked => "session_revoked",
             Action::PasswordChanged => "password_changed",
             Action::PasswordChangeFailed => "password_change_failed",
+            Action::PasswordReset => "password_reset",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
         }

@@ -597,3 +597,123 @@ fn production_refuses_an_open_cors_policy_or_a_proxy_list_that_trusts_everyone()
         );
     }
 }
+
+/// Operator recovery: `user show` and `user reset-password` on the configured database while
+/// the service runs.
+#[tokio::test]
+async fn an_operator_shows_an_account_and_resets_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[("PORTVAKT_CACHE_TTL", "1s")]);
+    let client = reqwest::Client::new();
+    let email = "Recover.Me@example.com";
+    let body = json!({"email": email, "password": PASSWORD, "name": "Rec Over"});
+    let r = client
+        .post(format!("{}/api/v1/users", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let login = |password: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/api/v1/auth/login", server.base);
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let pair: Value = login(PASSWORD).await.json().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_string();
+
+    let out = portvakt(dir.path())
+        .args(["user", "show", "--email", "recover.me@EXAMPLE.com"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains(email) && shown.contains("Rec Over") && shown.contains("user"),
+        "{shown}"
+    );
+
+    // A weak password is refused like anywhere else.
+    let mut child = portvakt(dir.path())
+        .args([
+            "user",
+            "reset-password",
+            "--email",
+            email,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password rejected"));
+
+    let mut child = portvakt(dir.path())
+        .args([
+            "user",
+            "reset-password",
+            "--email",
+            email,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{OTHER_PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 session(s) ended"));
+
+    assert_eq!(login(PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login(OTHER_PASSWORD).await.status(), StatusCode::OK);
+    // The running service learns of the ended session within its cache lifetime (SQLite
+    // has no cross-process announcements).
+    let me = format!("{}/api/v1/users/me", server.base);
+    let ended = crate::helpers::eventually(Duration::from_secs(10), || {
+        let (client, me, token) = (client.clone(), me.clone(), token.clone());
+        async move {
+            client
+                .get(me)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::UNAUTHORIZED
+        }
+    })
+    .await;
+    assert!(ended, "the old session's token still works");
+    assert!(server.terminate().success());
+}
