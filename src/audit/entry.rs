@@ -18,6 +18,8 @@ pub enum Action {
     PasswordChangeFailed,
     Lockout,
     Unlock,
+    UserErased,
+    EraseFailed,
 }
 
 impl Action {
@@ -33,6 +35,8 @@ impl Action {
             Action::PasswordChangeFailed => "password_change_failed",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
+            Action::UserErased => "user_erased",
+            Action::EraseFailed => "erase_failed",
         }
     }
 }
