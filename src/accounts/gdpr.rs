@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::cache::INVALIDATION_KIND;
 use super::model::{User, UserId, UserView};
-use super::service::{load, record_wrong_password};
+use super::service::record_wrong_password;
 use super::store;
 use crate::app::AppState;
 use crate::audit::{self, Action, Entry, EntryView};
@@ -69,8 +69,10 @@ pub struct ExportedMfa {
 /// Everything stored about the caller, read in one snapshot so its parts agree.
 #[tracing::instrument(skip_all)]
 pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError> {
-    let mut user = load(app, caller.user_id).await?;
     let mut tx = app.store.begin_snapshot().await?;
+    let mut user = store::find_by_id(&mut *tx, caller.user_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     user.roles = roles::of_user(&mut *tx, user.id).await?;
     let stored = sessions::list_all(&mut tx, user.id).await?;
     let ids: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
