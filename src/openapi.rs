@@ -42,6 +42,7 @@ pub fn document() -> Document {
     doc.merge(crate::accounts::routes::Doc::openapi());
     doc.merge(crate::auth::routes::Doc::openapi());
     doc.merge(crate::admin::routes::Doc::openapi());
+    doc.merge(crate::admin::delete::Doc::openapi());
     doc.merge(crate::events::routes::Doc::openapi());
     doc.merge(crate::oidc::routes::Doc::openapi());
     doc.merge(crate::ops::routes::Doc::openapi());

@@ -1,6 +1,8 @@
-//! Accounts: signup, the profile, password change, and the password rules.
+//! Accounts: signup, the profile, password change, the password rules, and GDPR export and
+//! erasure.
 
 pub mod cache;
+pub mod gdpr;
 pub mod model;
 pub mod policy;
 pub mod routes;

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::gdpr::{self, Export};
 use super::model::{Email, Name, UserView};
 use super::service::{self, NewAccount};
 use crate::app::AppState;
@@ -17,7 +18,7 @@ use crate::http::{AuthRateLimit, ClientInfo, Json};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(signup, me, update_me, change_password))]
+#[openapi(paths(signup, me, update_me, change_password, export, erase))]
 pub struct Doc;
 
 pub fn router() -> Router<AppState> {
@@ -25,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users", post(signup))
         .route("/api/v1/users/me", get(me).patch(update_me))
         .route("/api/v1/users/me/password", post(change_password))
+        .route("/api/v1/users/me/export", get(export))
+        .route("/api/v1/users/me/erase", post(erase))
 }
 
 /// Responses about a person must not be stored by caches.
@@ -176,5 +179,48 @@ async fn change_password(
         client,
     )
     .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Everything stored about the caller (GDPR art. 15 and 20): profile with roles, every
+/// session on record, the audit entries about them with the personal data those hold, MFA
+/// enrolment and OIDC consents (both empty until they exist).
+#[utoipa::path(get, path = "/api/v1/users/me/export", tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The export document (`Cache-Control: no-store`).", body = Export)))]
+async fn export(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, AppError> {
+    let export = gdpr::export(&app, &caller).await?;
+    Ok((no_store(), Json(export)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EraseRequest {
+    /// The caller's current password.
+    password: String,
+}
+
+/// Erase the caller's account (GDPR art. 17): the account, its roles, sessions and refresh
+/// tokens are deleted and the audit entries about it lose IP, user agent and personal data,
+/// keeping only the random user id. Every token of the account fails at once.
+#[utoipa::path(post, path = "/api/v1/users/me/erase", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = EraseRequest,
+    responses(
+        (status = 204, description = "Erased."),
+        (status = 403, description = "`password` is wrong (slug `wrong-password`); counts towards the login backoff.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The caller is the last enabled admin (slug `last-admin`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn erase(
+    _limit: AuthRateLimit,
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Json(req): Json<EraseRequest>,
+) -> Result<StatusCode, AppError> {
+    gdpr::erase_self(&app, &caller, SecretString::from(req.password), client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -175,3 +175,13 @@ pub async fn unlock(conn: &mut AnyConnection, id: UserId, now: i64) -> Result<bo
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Deletes the account row (its roles and sessions must be gone already). Returns whether
+/// there was one.
+pub async fn delete(conn: &mut AnyConnection, id: UserId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -17,7 +17,10 @@
 //!
 //! Personal data (IP, user agent, the `personal` JSON) is not hashed directly but through a
 //! salted digest, so that erasing it later (GDPR) leaves the chain verifiable: the digest
-//! stays, and without the salt it reveals nothing.
+//! stays, and without the salt it reveals nothing. Erasure replaces the salt with
+//! [`ERASED_PREFIX`] and an HMAC over the entry's sequence number and digest
+//! ([`Signer::seal_erasure`]), so that personal data cleared by anyone without the secret key
+//! still shows as tampering.
 
 use aws_lc_rs::{digest, hmac};
 
@@ -30,6 +33,11 @@ const ENTRY_TAG: &str = "portvakt-audit-v1\n";
 const PERSONAL_TAG: &str = "portvakt-audit-personal-v1\n";
 const HEAD_TAG: &str = "portvakt-audit-head-v1\n";
 const CHECKPOINT_TAG: &str = "portvakt-audit-checkpoint-v1\n";
+const ERASURE_TAG: &str = "portvakt-audit-erasure-v1\n";
+
+/// What `personal_salt` starts with once the entry's personal data was erased: the salt is
+/// gone with the data, and the rest is the erasure's seal. A salt is hex, so never starts so.
+pub const ERASED_PREFIX: &str = "erased:";
 
 fn field(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
@@ -164,6 +172,22 @@ impl Signer {
             &signed_message(CHECKPOINT_TAG, seq, hash, Some(at)),
             signature,
         )
+    }
+
+    /// The `personal_salt` of entry `seq` after its personal data (digest `digest`) was
+    /// erased: [`ERASED_PREFIX`] and an HMAC binding the erasure to that entry and digest.
+    pub fn seal_erasure(&self, seq: i64, digest: &str) -> String {
+        let message = signed_message(ERASURE_TAG, seq, digest, None);
+        format!(
+            "{ERASED_PREFIX}{}",
+            hex(hmac::sign(&self.key, &message).as_ref())
+        )
+    }
+
+    /// Whether `salt` is the seal of a legitimate erasure of entry `seq`'s personal data.
+    pub fn erasure_is_valid(&self, seq: i64, digest: &str, salt: &str) -> bool {
+        salt.strip_prefix(ERASED_PREFIX)
+            .is_some_and(|seal| self.check(&signed_message(ERASURE_TAG, seq, digest, None), seal))
     }
 
     fn check(&self, message: &[u8], signature: &str) -> bool {
@@ -336,5 +360,22 @@ mod tests {
         assert!(!signer.checkpoint_is_valid(5, GENESIS, 8, &cp));
         // A head signature is not a checkpoint signature.
         assert!(!signer.checkpoint_is_valid(5, GENESIS, 7, &head));
+    }
+
+    #[test]
+    fn an_erasure_seal_binds_the_entry_and_its_digest_and_is_no_salt() {
+        let signer = Signer::new(hmac::Key::new(hmac::HMAC_SHA256, b"k"));
+        let other = Signer::new(hmac::Key::new(hmac::HMAC_SHA256, b"other"));
+        let seal = signer.seal_erasure(5, "d1");
+        assert!(seal.starts_with(ERASED_PREFIX));
+        assert!(signer.erasure_is_valid(5, "d1", &seal));
+        assert!(!signer.erasure_is_valid(6, "d1", &seal));
+        assert!(!signer.erasure_is_valid(5, "d2", &seal));
+        assert!(!other.erasure_is_valid(5, "d1", &seal));
+        assert!(!signer.erasure_is_valid(5, "d1", ERASED_PREFIX));
+        // The seal is not the head signature of the same numbers, nor the other way round.
+        let head = signer.sign_head(5, "d1");
+        assert!(!signer.erasure_is_valid(5, "d1", &format!("{ERASED_PREFIX}{head}")));
+        assert!(!new_salt().starts_with(ERASED_PREFIX));
     }
 }

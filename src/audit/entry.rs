@@ -19,6 +19,8 @@ pub enum Action {
     PasswordReset,
     Lockout,
     Unlock,
+    UserErased,
+    EraseFailed,
 }
 
 impl Action {
@@ -35,6 +37,8 @@ impl Action {
             Action::PasswordReset => "password_reset",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
+            Action::UserErased => "user_erased",
+            Action::EraseFailed => "erase_failed",
         }
     }
 }

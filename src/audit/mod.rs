@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod entry;
+pub mod erase;
 pub mod prune;
 pub mod store;
 pub mod verify;
@@ -25,6 +26,7 @@ use crate::store::now_micros;
 
 pub use chain::Signer;
 pub use entry::{Action, Entry, Outcome};
+pub use erase::Person;
 pub use prune::{PruneReport, prune};
 pub use verify::{Broken, Report, VerifyError, verify};
 pub use view::EntryView;
@@ -189,8 +191,16 @@ fn json_text(map: Map<String, Value>) -> String {
 mod tests {
     use super::*;
 
+    fn signer() -> Signer {
+        Signer::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            b"test",
+        ))
+    }
+
     #[test]
     fn a_sealed_entry_hashes_to_what_the_verifier_recomputes() {
+        let signer = signer();
         let client = crate::http::ClientInfo {
             ip: "192.0.2.7".into(),
             user_agent: Some("test".into()),
@@ -206,13 +216,46 @@ mod tests {
             row.personal.as_deref(),
             Some(r#"{"email":"a@example.com"}"#)
         );
-        let mut walker = verify::Walker::after(2, chain::GENESIS.to_string());
+        let mut walker = verify::Walker::after(&signer, 2, chain::GENESIS.to_string());
         walker.step(&row).unwrap();
 
         let mut tampered = row.clone();
         tampered.ip = Some("198.51.100.1".into());
-        let mut walker = verify::Walker::after(2, chain::GENESIS.to_string());
+        let mut walker = verify::Walker::after(&signer, 2, chain::GENESIS.to_string());
         assert!(walker.step(&tampered).is_err());
+    }
+
+    #[test]
+    fn personal_data_erased_with_the_seal_verifies_and_cleared_without_it_does_not() {
+        let signer = signer();
+        let client = crate::http::ClientInfo {
+            ip: "192.0.2.7".into(),
+            user_agent: Some("test".into()),
+        };
+        let row = seal(
+            Entry::new(Action::Login).client(&client),
+            3,
+            Uuid::now_v7(),
+            42,
+            chain::GENESIS.to_string(),
+        );
+        let walk = |e: &store::StoredEntry| {
+            verify::Walker::after(&signer, 2, chain::GENESIS.to_string()).step(e)
+        };
+        let mut cleared = row.clone();
+        cleared.ip = None;
+        cleared.user_agent = None;
+        assert!(walk(&cleared).is_err(), "cleared but salt kept");
+        let digest = row.personal_digest.clone().unwrap();
+        cleared.personal_salt = Some(signer.seal_erasure(3, &digest));
+        walk(&cleared).unwrap();
+
+        let mut forged = cleared.clone();
+        forged.personal_salt = Some(signer.seal_erasure(4, &digest));
+        assert!(walk(&forged).is_err(), "a seal for another entry");
+        let mut half = cleared.clone();
+        half.ip = row.ip.clone();
+        assert!(walk(&half).is_err(), "a seal but data left");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub async fn prune(db: &Store, audit: &Audit, before: i64) -> Result<PruneReport
         check_checkpoint(audit, &cp).map_err(VerifyError::Broken)?;
         report.through = cp.seq;
         let rows = store::page(&mut tx, cp.seq, BATCH).await?;
-        let mut walker = Walker::after(cp.seq, cp.hash.clone());
+        let mut walker = Walker::after(audit.signer(), cp.seq, cp.hash.clone());
         let mut last = None;
         for e in rows.iter().take_while(|e| e.at < before) {
             walker.step(e).map_err(VerifyError::Broken)?;

@@ -195,3 +195,62 @@ pub async fn delete_range(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Entries in which `user` acted or that are about the account itself, in chain order.
+pub async fn by_actor_or_user_target(
+    conn: &mut AnyConnection,
+    user: &str,
+) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE actor_id = $1 OR (target_type = 'user' AND target_id = $1) ORDER BY seq"
+    ));
+    let rows = sqlx::query(sql).bind(user).fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Entries about one target, in chain order.
+pub async fn by_target(
+    conn: &mut AnyConnection,
+    target_type: &str,
+    target_id: &str,
+) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE target_type = $1 AND target_id = $2 ORDER BY seq"
+    ));
+    let rows = sqlx::query(sql)
+        .bind(target_type)
+        .bind(target_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Entries whose personal data, lowercased, matches the LIKE `pattern` (escape `\`). Not
+/// indexed: it reads the whole log, which erasure (rare) can afford.
+pub async fn by_personal_like(
+    conn: &mut AnyConnection,
+    pattern: &str,
+) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE personal IS NOT NULL AND lower(personal) LIKE $1 ESCAPE '\\' ORDER BY seq"
+    ));
+    let rows = sqlx::query(sql).bind(pattern).fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Clears an entry's personal data, leaving its digest and putting the erasure's seal where
+/// the salt was (`chain::Signer::seal_erasure`).
+pub async fn clear_personal(
+    conn: &mut AnyConnection,
+    seq: i64,
+    seal: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE audit_log SET ip = NULL, user_agent = NULL, personal = NULL, personal_salt = $1 WHERE seq = $2",
+    )
+    .bind(seal)
+    .bind(seq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::Audit;
-use super::chain::{self, GENESIS, Personal};
+use super::chain::{self, ERASED_PREFIX, GENESIS, Personal, Signer};
 use super::store::{self, Checkpoint, Head, StoredEntry};
 use crate::store::Store;
 
@@ -50,17 +50,20 @@ pub struct Report {
 }
 
 /// Checks entries one after the other against the chain so far.
+/// `signer` vouches for erasures of personal data.
 #[derive(Debug)]
-pub(crate) struct Walker {
+pub(crate) struct Walker<'a> {
+    signer: &'a Signer,
     expected: i64,
     prev: String,
     checked: u64,
 }
 
-impl Walker {
+impl<'a> Walker<'a> {
     /// A walk that starts after entry `seq`, whose hash was `hash`.
-    pub(crate) fn after(seq: i64, hash: String) -> Walker {
+    pub(crate) fn after(signer: &'a Signer, seq: i64, hash: String) -> Walker<'a> {
         Walker {
+            signer,
             expected: seq.saturating_add(1),
             prev: hash,
             checked: 0,
@@ -106,19 +109,23 @@ impl Walker {
             user_agent: e.user_agent.as_deref(),
             personal: e.personal.as_deref(),
         };
-        let personal_ok = match &e.personal_salt {
-            Some(salt) => {
-                e.personal_digest.as_deref() == Some(&chain::personal_digest(salt, &personal))
+        let personal_ok = match (&e.personal_salt, &e.personal_digest) {
+            // Cleared personal data: fine only with the seal that erasure writes (GDPR);
+            // without the secret key, clearing fields is tampering like any other change.
+            (Some(salt), Some(digest)) if salt.starts_with(ERASED_PREFIX) => {
+                personal.is_empty() && self.signer.erasure_is_valid(e.seq, digest, salt)
             }
-            // Never had any. (Erasing personal data will need a signed record of the
-            // erasure; until then, cleared fields are tampering.)
-            None => personal.is_empty() && e.personal_digest.is_none(),
+            (Some(salt), digest) => {
+                digest.as_deref() == Some(&chain::personal_digest(salt, &personal))
+            }
+            // Never had any.
+            (None, digest) => personal.is_empty() && digest.is_none(),
         };
         if !personal_ok {
             return Err(broken(
                 e.seq,
                 Some(&e.id),
-                "was altered: its IP, user agent or personal data do not match their digest".into(),
+                "was altered: its IP, user agent or personal data do not match their digest, or were cleared without a valid erasure seal".into(),
             ));
         }
         let hash = chain::entry_hash(
@@ -235,7 +242,7 @@ pub async fn verify(db: &Store, audit: &Audit) -> Result<Report, VerifyError> {
             ),
         }));
     }
-    let mut walker = Walker::after(cp.seq, cp.hash.clone());
+    let mut walker = Walker::after(audit.signer(), cp.seq, cp.hash.clone());
     let mut after = cp.seq;
     loop {
         let rows = store::page(&mut tx, after, PAGE).await?;

@@ -11,10 +11,13 @@ use crate::store::rfc3339;
 /// "outcome", "details"}`. The chain's own columns stay inside. `personal` (what someone
 /// typed that names a person, such as the address of a login for an unknown account) is
 /// shown to audit readers only, inside `details` (see [`EntryView::for_audit_readers`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct EntryView {
+    #[schema(format = "uuid")]
     pub id: String,
     /// RFC 3339 UTC.
+    #[schema(format = "date-time")]
     pub at: String,
     pub actor_id: Option<String>,
     /// `null` once erased.
@@ -23,8 +26,10 @@ pub struct EntryView {
     pub action: String,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    /// `success` or `failure`.
     pub outcome: String,
     /// Always an object.
+    #[schema(value_type = Object)]
     pub details: Value,
 }
 
@@ -55,17 +60,32 @@ impl EntryView {
     /// The entry as callers with `audit:read` see it: `details` also holds the entry's
     /// personal data, where the entry's own facts win over a personal key of the same name.
     pub fn for_audit_readers(e: &StoredEntry) -> EntryView {
-        let mut view = EntryView::from(e);
+        EntryView::from(e).with_personal(e)
+    }
+
+    /// The entry as it appears in the export of `user` (an account id): as audit readers see
+    /// it where they acted themselves, else as its target sees it; either way with the
+    /// personal data the entry holds, which names them (an address they typed, or that
+    /// someone typed trying their account).
+    pub fn for_owner(e: &StoredEntry, user: &str) -> EntryView {
+        if e.actor_id.as_deref() == Some(user) {
+            EntryView::for_audit_readers(e)
+        } else {
+            EntryView::for_target(e).with_personal(e)
+        }
+    }
+
+    fn with_personal(mut self, e: &StoredEntry) -> EntryView {
         let personal = e
             .personal
             .as_deref()
             .and_then(|p| serde_json::from_str::<Map<String, Value>>(p).ok());
-        if let (Some(personal), Value::Object(details)) = (personal, &mut view.details) {
+        if let (Some(personal), Value::Object(details)) = (personal, &mut self.details) {
             for (key, value) in personal {
                 details.entry(key).or_insert(value);
             }
         }
-        view
+        self
     }
 
     /// The entry as the user it targets sees it when they did not act in it themselves (an
@@ -166,6 +186,17 @@ mod tests {
         let view = EntryView::for_target(&e);
         assert_eq!(view.ip.as_deref(), Some("192.0.2.1"));
         assert_eq!(view.user_agent.as_deref(), Some("AdminsBrowser/1.0"));
+    }
+
+    #[test]
+    fn an_owner_sees_their_own_entries_whole_and_others_actions_as_a_target() {
+        let e = stored(r#"{"reason":"x"}"#);
+        let own = EntryView::for_owner(&e, "u1");
+        assert_eq!(own.ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(own.details["email"], "a@example.com");
+        let other = EntryView::for_owner(&e, "u2");
+        assert_eq!((other.actor_id, other.ip), (None, None));
+        assert_eq!(other.details["email"], "a@example.com");
     }
 
     #[test]

@@ -393,6 +393,70 @@ pub async fn list_live(store: &Store, user: UserId) -> Result<Vec<SessionRow>, s
         .collect()
 }
 
+/// A session as stored, whatever its state: what an export of the account shows.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    pub id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Every session of the user still on record (live, revoked and expired), newest first.
+pub async fn list_all(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Vec<StoredSession>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, created_at, last_seen_at, expires_at, revoked_at, revoked_reason, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id",
+    )
+    .bind(user.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredSession {
+                id: r.try_get("id")?,
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+                revoked_reason: r.try_get("revoked_reason")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes every session of the user and every refresh token they were given (the account
+/// is being erased), and announces them ended. Returns the sessions deleted; after the commit
+/// the caller passes them to [`SessionCache::forget`].
+pub async fn delete_all_of_user(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)",
+    )
+    .bind(user.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING id")
+            .bind(user.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    announce(store, conn, &ids).await?;
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,3 +65,44 @@ pub async fn assign(conn: &mut AnyConnection, user: UserId, role: &str) -> Resul
         .await?;
     Ok(())
 }
+
+/// How many enabled (not disabled) admins there are besides `user`. On PostgreSQL it locks
+/// every enabled admin's account row until the transaction ends (a no-op UPDATE, since SQLite
+/// has no `SELECT .. FOR UPDATE`; there the write transaction already holds the database), so
+/// two transactions that each remove a different admin take turns and the second sees the
+/// first: no race leaves zero admins. Call it inside the write transaction that removes,
+/// disables or demotes `user`, before the change.
+pub async fn enabled_admins_other_than(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<usize, sqlx::Error> {
+    let admins: Vec<String> = sqlx::query_scalar(
+        "UPDATE users SET updated_at = updated_at WHERE disabled_at IS NULL AND id IN (SELECT user_id FROM user_roles WHERE role = $1) RETURNING id",
+    )
+    .bind(ADMIN)
+    .fetch_all(conn)
+    .await?;
+    let user = user.to_string();
+    Ok(admins.iter().filter(|id| **id != user).count())
+}
+
+/// Whether `user`'s account is enabled and holds the `admin` role.
+pub async fn is_enabled_admin(conn: &mut AnyConnection, user: UserId) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1 AND r.role = $2 AND u.disabled_at IS NULL",
+    )
+    .bind(user.to_string())
+    .bind(ADMIN)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Takes every role from `user` (its account is being erased).
+pub async fn remove_all(conn: &mut AnyConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+        .bind(user.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod deploy;
 mod error_reports;
 mod errors;
 mod events;
+mod gdpr;
 mod hardening;
 mod limits;
 mod metrics;
