@@ -18,6 +18,14 @@ pub enum Action {
     PasswordChangeFailed,
     Lockout,
     Unlock,
+    UserUpdated,
+    UserDisabled,
+    UserEnabled,
+    RoleChanged,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    SessionsRevoked,
 }
 
 impl Action {
@@ -33,6 +41,14 @@ impl Action {
             Action::PasswordChangeFailed => "password_change_failed",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
+            Action::UserUpdated => "user_updated",
+            Action::UserDisabled => "user_disabled",
+            Action::UserEnabled => "user_enabled",
+            Action::RoleChanged => "role_changed",
+            Action::RoleCreated => "role_created",
+            Action::RoleUpdated => "role_updated",
+            Action::RoleDeleted => "role_deleted",
+            Action::SessionsRevoked => "sessions_revoked",
         }
     }
 }
