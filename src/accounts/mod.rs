@@ -1,6 +1,8 @@
 //! Accounts: signup, the profile, password change, and the password rules.
 
 pub mod cache;
+pub mod directory;
+pub mod manage;
 pub mod model;
 pub mod policy;
 pub mod routes;

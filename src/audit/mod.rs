@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod entry;
 pub mod prune;
+pub mod query;
 pub mod store;
 pub mod verify;
 pub mod view;

@@ -11,10 +11,13 @@ use crate::store::rfc3339;
 /// "outcome", "details"}`. The chain's own columns stay inside. `personal` (what someone
 /// typed that names a person, such as the address of a login for an unknown account) is
 /// shown to audit readers only, inside `details` (see [`EntryView::for_audit_readers`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct EntryView {
+    #[schema(format = "uuid")]
     pub id: String,
     /// RFC 3339 UTC.
+    #[schema(format = "date-time")]
     pub at: String,
     pub actor_id: Option<String>,
     /// `null` once erased.
@@ -25,6 +28,7 @@ pub struct EntryView {
     pub target_id: Option<String>,
     pub outcome: String,
     /// Always an object.
+    #[schema(value_type = Object)]
     pub details: Value,
 }
 
