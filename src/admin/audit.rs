@@ -70,7 +70,7 @@ fn parse_filter(params: &Params, errors: &mut Vec<FieldError>) -> Filter {
         ("action" = Option<String>, Query, description = "Only entries of this action, e.g. `login_failed`.", pattern = "^[a-z_]{1,64}$"),
         ("since" = Option<String>, Query, description = "Only entries at or after this RFC 3339 time.", format = DateTime),
         ("until" = Option<String>, Query, description = "Only entries before this RFC 3339 time.", format = DateTime),
-        ("page" = Option<u32>, Query, description = "Page number, from 1.", minimum = 1),
+        ("page" = Option<u32>, Query, description = "Page number, from 1.", minimum = 1, maximum = 2147483647),
         ("per_page" = Option<u32>, Query, description = "Entries per page, 1 to 200 (default 50).", minimum = 1, maximum = 200),
     ),
     responses(

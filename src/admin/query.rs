@@ -32,6 +32,8 @@ pub struct Pagination {
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
+/// The largest page number: the description's `page` is a 32-bit integer.
+pub const MAX_PAGE: u32 = 2_147_483_647;
 
 impl Pagination {
     pub fn parse(params: &Params, errors: &mut Vec<FieldError>) -> Pagination {
@@ -49,7 +51,7 @@ impl Pagination {
             },
         };
         Pagination {
-            page: number("page", 1, u32::MAX),
+            page: number("page", 1, MAX_PAGE),
             per_page: number("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
         }
     }
@@ -92,6 +94,7 @@ mod tests {
             ("page=0", "page"),
             ("page=-1", "page"),
             ("page=x", "page"),
+            ("page=2147483648", "page"),
             ("per_page=0", "per_page"),
             ("per_page=201", "per_page"),
             ("per_page=", "per_page"),

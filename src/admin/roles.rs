@@ -20,7 +20,7 @@ pub struct RoleView {
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     name: String,
     /// Sorted; every permission for `admin`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<Permission>)]
     permissions: Vec<&'static str>,
     /// Built-in roles (`admin`, `user`) cannot be changed or deleted.
     builtin: bool,
@@ -48,7 +48,7 @@ pub struct CreateRoleRequest {
     name: String,
     /// Any of `users:read`, `users:write`, `roles:read`, `roles:write`, `audit:read`,
     /// `clients:read`, `clients:write`, `keys:rotate`.
-    #[schema(example = json!(["users:read"]))]
+    #[schema(value_type = Vec<Permission>, example = json!(["users:read"]))]
     permissions: Vec<String>,
 }
 
@@ -56,6 +56,7 @@ pub struct CreateRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
     /// The complete new set.
+    #[schema(value_type = Vec<Permission>)]
     permissions: Vec<String>,
 }
 

@@ -39,7 +39,7 @@ pub fn user_id(id: Result<Path<String>, PathRejection>) -> Result<UserId, AppErr
     security(("bearer" = [])),
     params(
         ("q" = Option<String>, Query, description = "A prefix of the email or the name, any case; empty lists everyone.", max_length = 254),
-        ("page" = Option<u32>, Query, description = "Page number, from 1.", minimum = 1),
+        ("page" = Option<u32>, Query, description = "Page number, from 1.", minimum = 1, maximum = 2147483647),
         ("per_page" = Option<u32>, Query, description = "Users per page, 1 to 200 (default 50).", minimum = 1, maximum = 200),
     ),
     responses(

@@ -1,15 +1,25 @@
 //! Permission and role-name types, parsed once at the edge.
 
 /// The permissions of API.md, each guarding some admin routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
 pub enum Permission {
+    #[serde(rename = "users:read")]
     UsersRead,
+    #[serde(rename = "users:write")]
     UsersWrite,
+    #[serde(rename = "roles:read")]
     RolesRead,
+    #[serde(rename = "roles:write")]
     RolesWrite,
+    #[serde(rename = "audit:read")]
     AuditRead,
+    #[serde(rename = "clients:read")]
     ClientsRead,
+    #[serde(rename = "clients:write")]
     ClientsWrite,
+    #[serde(rename = "keys:rotate")]
     KeysRotate,
 }
 
@@ -93,6 +103,7 @@ mod tests {
     fn permissions_round_trip_and_unknown_ones_are_named() {
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.as_str()), Some(*p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
         }
         let set = Permission::parse_set(&[
             "users:write".into(),
