@@ -2,7 +2,9 @@
 //! erasure.
 
 pub mod cache;
+pub mod directory;
 pub mod gdpr;
+pub mod manage;
 pub mod model;
 pub mod policy;
 pub mod routes;

@@ -185,3 +185,43 @@ pub async fn delete(conn: &mut AnyConnection, id: UserId) -> Result<bool, sqlx::
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Disables (`Some(at)`) or enables (`None`) an account.
+pub async fn set_disabled(
+    conn: &mut AnyConnection,
+    id: UserId,
+    at: Option<i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE id = $3")
+        .bind(at)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets a new address. Unless it is the same identity respelled (`same_identity`), it is
+/// unverified. A taken address surfaces as a unique violation.
+pub async fn set_email(
+    conn: &mut AnyConnection,
+    id: UserId,
+    email: &super::model::Email,
+    same_identity: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = if same_identity {
+        "UPDATE users SET email = $1, email_key = $2, updated_at = $3 WHERE id = $4"
+    } else {
+        "UPDATE users SET email = $1, email_key = $2, updated_at = $3, email_verified_at = NULL WHERE id = $4"
+    };
+    sqlx::query(sql)
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

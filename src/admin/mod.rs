@@ -1,8 +1,13 @@
-//! The admin API (`/api/v1/admin/*`): actions on other people's accounts, each behind a
-//! permission. Hidden from networks outside `admin_allowed_networks` by the HTTP guard.
+//! The admin API (`/api/v1/admin/*`): actions on other people's accounts, roles and the audit
+//! log, each behind a permission checked against the database on every request. Hidden from
+//! networks outside `admin_allowed_networks` by the HTTP guard.
 
+pub mod audit;
 pub mod delete;
+pub mod query;
+pub mod roles;
 pub mod routes;
+pub mod users;
 
 use axum::Router;
 

@@ -1,25 +1,54 @@
-//! `/api/v1/admin/users/{id}/unlock`.
+//! The admin router, and `/api/v1/admin/users/{id}/unlock`.
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post, put};
 
 use crate::accounts::{UserId, service as accounts};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, ProblemBody};
 use crate::http::ClientInfo;
-use crate::roles::{self, Permission};
+use crate::roles::{self as permissions, Permission};
+
+use super::{audit, roles, users};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(unlock))]
+#[openapi(paths(
+    unlock,
+    super::users::list,
+    super::users::show,
+    super::users::update,
+    super::users::revoke_sessions,
+    super::roles::list,
+    super::roles::create,
+    super::roles::update,
+    super::roles::delete,
+    super::audit::search,
+))]
 pub struct Doc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/users/{id}/unlock", post(unlock))
+    Router::new()
+        .route("/api/v1/admin/users", get(users::list))
+        .route(
+            "/api/v1/admin/users/{id}",
+            get(users::show).patch(users::update),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/sessions/revoke",
+            post(users::revoke_sessions),
+        )
+        .route("/api/v1/admin/users/{id}/unlock", post(unlock))
+        .route("/api/v1/admin/roles", get(roles::list).post(roles::create))
+        .route(
+            "/api/v1/admin/roles/{name}",
+            put(roles::update).delete(roles::delete),
+        )
+        .route("/api/v1/admin/audit", get(audit::search))
 }
 
 /// Lifts a lockout: 204 whether or not the account was locked (the outcome is the same).
@@ -37,7 +66,7 @@ async fn unlock(
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
+    permissions::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
     let id = id
         .ok()
         .and_then(|Path(id)| UserId::parse(&id))

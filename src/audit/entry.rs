@@ -21,6 +21,14 @@ pub enum Action {
     Unlock,
     UserErased,
     EraseFailed,
+    UserUpdated,
+    UserDisabled,
+    UserEnabled,
+    RoleChanged,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    SessionsRevoked,
 }
 
 impl Action {
@@ -39,6 +47,14 @@ impl Action {
             Action::Unlock => "unlock",
             Action::UserErased => "user_erased",
             Action::EraseFailed => "erase_failed",
+            Action::UserUpdated => "user_updated",
+            Action::UserDisabled => "user_disabled",
+            Action::UserEnabled => "user_enabled",
+            Action::RoleChanged => "role_changed",
+            Action::RoleCreated => "role_created",
+            Action::RoleUpdated => "role_updated",
+            Action::RoleDeleted => "role_deleted",
+            Action::SessionsRevoked => "sessions_revoked",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod entry;
 pub mod erase;
 pub mod prune;
+pub mod query;
 pub mod store;
 pub mod verify;
 pub mod view;

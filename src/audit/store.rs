@@ -24,9 +24,9 @@ pub struct StoredEntry {
     pub hash: String,
 }
 
-const COLUMNS: &str = "seq, id, at, actor_id, action, target_type, target_id, outcome, details, ip, user_agent, personal, personal_salt, personal_digest, prev_hash, hash";
+pub(super) const COLUMNS: &str = "seq, id, at, actor_id, action, target_type, target_id, outcome, details, ip, user_agent, personal, personal_salt, personal_digest, prev_hash, hash";
 
-fn from_row(r: &AnyRow) -> Result<StoredEntry, sqlx::Error> {
+pub(super) fn from_row(r: &AnyRow) -> Result<StoredEntry, sqlx::Error> {
     Ok(StoredEntry {
         seq: r.try_get("seq")?,
         id: r.try_get("id")?,

@@ -1,5 +1,13 @@
-//! Roles held by users. The built-in roles are `admin` (everything) and `user` (own account);
-//! every new account gets `user`.
+//! Roles and permissions, and the one authorisation check every admin route makes.
+//!
+//! The built-in roles are `admin` (every permission) and `user` (none; every new account gets
+//! it). Custom roles hold a set of API.md's permissions. Admin routes never trust the roles in
+//! an access token: [`require`] reads them from the database, so a removed role or permission
+//! applies to the very next admin request.
+
+pub mod model;
+pub mod service;
+pub mod store;
 
 use sqlx::{Any, AnyConnection, Executor};
 
@@ -7,44 +15,35 @@ use crate::accounts::UserId;
 use crate::error::AppError;
 use crate::store::Store;
 
-/// Permissions of API.md that admin routes require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    UsersRead,
-    UsersWrite,
-    AuditRead,
+pub use model::{Permission, RoleName};
+pub use store::Role;
+
+pub const ADMIN: &str = "admin";
+pub const USER: &str = "user";
+
+/// Whether a role is one of the built-in ones, which cannot be changed or deleted.
+pub fn is_builtin(name: &str) -> bool {
+    name == ADMIN || name == USER
 }
 
-impl Permission {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::UsersRead => "users:read",
-            Permission::UsersWrite => "users:write",
-            Permission::AuditRead => "audit:read",
-        }
-    }
-}
-
-/// Whether roles grant a permission. `admin` holds every permission; custom roles arrive
-/// with the roles API.
-pub fn grants(roles: &[String], _permission: Permission) -> bool {
-    roles.iter().any(|r| r == ADMIN)
+/// Whether the roles held (each with its stored permissions) grant `permission`. `admin`
+/// holds every permission whatever is stored for it.
+pub fn grants(held: &[(String, Vec<Permission>)], permission: Permission) -> bool {
+    held.iter()
+        .any(|(role, perms)| role == ADMIN || perms.contains(&permission))
 }
 
 /// Lets `user` through if its roles, read now from the database rather than from its
 /// token, grant `permission`: a demotion applies to admin actions at once.
 pub async fn require(store: &Store, user: UserId, permission: Permission) -> Result<(), AppError> {
-    let roles = of_user(store.pool(), user).await?;
-    if grants(&roles, permission) {
+    let held = store::grants_of_user(store.pool(), user).await?;
+    if grants(&held, permission) {
         Ok(())
     } else {
         tracing::info!(permission = permission.as_str(), "admin action refused");
         Err(AppError::Forbidden)
     }
 }
-
-pub const ADMIN: &str = "admin";
-pub const USER: &str = "user";
 
 /// The user's role names, sorted.
 pub async fn of_user<'c, E: Executor<'c, Database = Any>>(
@@ -66,24 +65,23 @@ pub async fn assign(conn: &mut AnyConnection, user: UserId, role: &str) -> Resul
     Ok(())
 }
 
-/// How many enabled (not disabled) admins there are besides `user`. On PostgreSQL it locks
-/// every enabled admin's account row until the transaction ends (a no-op UPDATE, since SQLite
-/// has no `SELECT .. FOR UPDATE`; there the write transaction already holds the database), so
-/// two transactions that each remove a different admin take turns and the second sees the
-/// first: no race leaves zero admins. Call it inside the write transaction that removes,
-/// disables or demotes `user`, before the change.
+/// How many enabled (not disabled) admins there are besides `user`, under the one lock that
+/// serialises every change that could leave no admin ([`store::lock_admins`]: erasures,
+/// disablings and demotions all take it first), so two of them take turns and the second
+/// counts what the first committed. Call it inside the write transaction, before the change.
 pub async fn enabled_admins_other_than(
     conn: &mut AnyConnection,
     user: UserId,
 ) -> Result<usize, sqlx::Error> {
-    let admins: Vec<String> = sqlx::query_scalar(
-        "UPDATE users SET updated_at = updated_at WHERE disabled_at IS NULL AND id IN (SELECT user_id FROM user_roles WHERE role = $1) RETURNING id",
+    store::lock_admins(&mut *conn).await?;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id WHERE r.role = $1 AND u.disabled_at IS NULL AND u.id <> $2",
     )
     .bind(ADMIN)
-    .fetch_all(conn)
+    .bind(user.to_string())
+    .fetch_one(conn)
     .await?;
-    let user = user.to_string();
-    Ok(admins.iter().filter(|id| **id != user).count())
+    Ok(usize::try_from(others).unwrap_or(0))
 }
 
 /// Whether `user`'s account is enabled and holds the `admin` role.
@@ -105,4 +103,30 @@ pub async fn remove_all(conn: &mut AnyConnection, user: UserId) -> Result<(), sq
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_holds_every_permission_and_user_none() {
+        let admin = [(ADMIN.to_string(), vec![])];
+        let user = [(USER.to_string(), vec![])];
+        for p in Permission::ALL {
+            assert!(grants(&admin, *p), "{p:?}");
+            assert!(!grants(&user, *p), "{p:?}");
+        }
+        assert!(!grants(&[], Permission::UsersRead));
+    }
+
+    #[test]
+    fn a_custom_role_grants_exactly_its_permissions() {
+        let held = [
+            (USER.to_string(), vec![]),
+            ("support".to_string(), vec![Permission::UsersRead]),
+        ];
+        assert!(grants(&held, Permission::UsersRead));
+        assert!(!grants(&held, Permission::UsersWrite));
+    }
 }

@@ -28,6 +28,11 @@ pub const TABLES: &[Table] = &[
         seeded: Some("builtin = 1 AND created_at = 0 AND name IN ('admin', 'user')"),
     },
     Table {
+        name: "role_permissions",
+        order_by: "role, permission",
+        seeded: None,
+    },
+    Table {
         name: "user_roles",
         order_by: "user_id, role",
         seeded: None,

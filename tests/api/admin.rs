@@ -1,0 +1,879 @@
+//! The admin API: permissions on every route, user search and edits, disabling, the
+//! last-admin rule, roles, and the audit query.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, TokenPair, problem, slug, spawn_app};
+
+/// Signs up `email` (with `name`), gives it `admin` and logs it in. Bootstrapping the first
+/// admin is the operator's job (CLI or SQL), not the API's.
+async fn admin(app: &TestApp, email: &str) -> (String, TokenPair) {
+    let response = app
+        .post_json(
+            "/api/v1/users",
+            &json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, 'admin')")
+        .bind(&id)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    (id, app.login_ok(email, PASSWORD).await)
+}
+
+/// Signs up a user with a name and logs in; returns its id and tokens.
+async fn user(app: &TestApp, email: &str, name: Option<&str>) -> (String, TokenPair) {
+    let response = app
+        .post_json(
+            "/api/v1/users",
+            &json!({"email": email, "password": PASSWORD, "name": name}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED, "signup of {email}");
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (id, app.login_ok(email, PASSWORD).await)
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.authed(method, path, token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    app.send(request).await
+}
+
+async fn ok_json(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    response.json().await.unwrap()
+}
+
+async fn patch(app: &TestApp, token: &str, id: &str, body: Value) -> reqwest::Response {
+    call(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/admin/users/{id}"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
+async fn audit(app: &TestApp, token: &str, query: &str) -> Value {
+    ok_json(
+        call(
+            app,
+            Method::GET,
+            &format!("/api/v1/admin/audit?{query}"),
+            token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
+fn actions(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
+}
+
+fn emails(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_admin_route_answers_401_without_a_token_and_403_to_a_plain_user() {
+    let app = spawn_app().await;
+    let (_, plain) = app.new_user().await;
+    let (_, target) = app.new_user().await;
+    let id = {
+        let me: Value = app.me(&target.access_token).await.json().await.unwrap();
+        me["id"].as_str().unwrap().to_string()
+    };
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/v1/admin/users".into(), None),
+        (Method::GET, format!("/api/v1/admin/users/{id}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{id}"),
+            Some(json!({"disabled": true})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/users/{id}/sessions/revoke"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/users/{id}/unlock"),
+            None,
+        ),
+        (Method::GET, "/api/v1/admin/roles".into(), None),
+        (
+            Method::POST,
+            "/api/v1/admin/roles".into(),
+            Some(json!({"name": "x", "permissions": []})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/roles/x".into(),
+            Some(json!({"permissions": []})),
+        ),
+        (Method::DELETE, "/api/v1/admin/roles/x".into(), None),
+        (Method::GET, "/api/v1/admin/audit".into(), None),
+    ];
+    for (method, path, body) in routes {
+        let mut anonymous = app.client.request(method.clone(), app.url(&path));
+        if let Some(body) = &body {
+            anonymous = anonymous.json(body);
+        }
+        let response = app.send(anonymous).await;
+        assert_eq!(response.status(), 401, "{method} {path} without a token");
+        assert!(response.headers().contains_key("www-authenticate"));
+
+        let response = call(&app, method.clone(), &path, &plain.access_token, body).await;
+        let body = problem(response, 403).await;
+        assert_eq!(slug(&body), "forbidden", "{method} {path}");
+    }
+    // Nothing was changed on the way.
+    assert_eq!(app.me(&target.access_token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn search_matches_an_email_or_name_prefix_in_any_case_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    user(&app, "alice@example.com", Some("Alice Liddell")).await;
+    user(&app, "bob@example.com", Some("Alicia Keys")).await;
+    user(&app, "carol@example.com", Some("Carol")).await;
+    user(&app, "al_x@example.com", None).await;
+    let token = &root.access_token;
+    let app = &app;
+    let get = |q: &'static str| async move {
+        ok_json(
+            call(
+                app,
+                Method::GET,
+                &format!("/api/v1/admin/users?{q}"),
+                token,
+                None,
+            )
+            .await,
+            200,
+        )
+        .await
+    };
+
+    let page = get("q=ALI").await;
+    assert_eq!(emails(&page), ["alice@example.com", "bob@example.com"]);
+    assert_eq!(
+        (
+            page["page"].as_u64(),
+            page["per_page"].as_u64(),
+            page["total"].as_i64()
+        ),
+        (Some(1), Some(50), Some(2))
+    );
+    let alice = &page["items"][0];
+    assert_eq!(alice["name"], "Alice Liddell");
+    assert_eq!(alice["roles"], json!(["user"]));
+    assert_eq!(alice["disabled"], false);
+    assert!(alice["last_login_at"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(emails(&get("q=Car").await), ["carol@example.com"]);
+    // `_` and `%` are literal characters, not wildcards.
+    assert_eq!(emails(&get("q=al_").await), ["al_x@example.com"]);
+    assert_eq!(emails(&get("q=%25").await), Vec::<&str>::new());
+    assert_eq!(emails(&get("q=nobody").await), Vec::<&str>::new());
+
+    let all = get("per_page=2").await;
+    assert_eq!(all["total"], 5);
+    assert_eq!(emails(&all), ["al_x@example.com", "alice@example.com"]);
+    let third = get("per_page=2&page=3").await;
+    assert_eq!(emails(&third), ["root@example.com"]);
+    assert_eq!(emails(&get("per_page=2&page=4").await).len(), 0);
+
+    for (q, field) in [
+        ("page=0", "page"),
+        ("page=abc", "page"),
+        ("per_page=0", "per_page"),
+        ("per_page=201", "per_page"),
+        ("per_page=-5", "per_page"),
+    ] {
+        let response = call(
+            app,
+            Method::GET,
+            &format!("/api/v1/admin/users?{q}"),
+            token,
+            None,
+        )
+        .await;
+        let body = problem(response, 400).await;
+        assert_eq!(body["errors"][0]["field"], field, "{q}: {body}");
+    }
+    let long = format!("/api/v1/admin/users?q={}", "a".repeat(255));
+    let body = problem(call(app, Method::GET, &long, token, None).await, 400).await;
+    assert_eq!(body["errors"][0]["field"], "q");
+}
+
+#[tokio::test]
+async fn the_prefix_search_is_served_by_indexes() {
+    use portvakt::accounts::directory;
+    use portvakt::store::Backend;
+    let app = spawn_app().await;
+    let store = &app.state.store;
+    let backend = store.backend();
+    let mut conn = store.pool().acquire().await.unwrap();
+    let prefix = directory::Prefix::parse("ali").unwrap();
+    let filter = directory::filter(backend, prefix.as_ref());
+    let plan: Vec<String> = match backend {
+        Backend::Sqlite => {
+            let sql = format!("EXPLAIN QUERY PLAN SELECT id FROM users {filter}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind("ali%")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
+                .collect()
+        }
+        Backend::Postgres => {
+            // An empty table is cheaper to scan than to search: ask which index would serve.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let sql = format!(
+                "EXPLAIN SELECT id FROM users {}",
+                filter.replace("$1", "'ali%'")
+            );
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+        }
+    };
+    let plan = plan.join("\n");
+    assert!(plan.contains("users_by_email_prefix"), "{plan}");
+    assert!(plan.contains("users_by_name_prefix"), "{plan}");
+}
+
+#[tokio::test]
+async fn an_admin_edits_name_email_and_roles() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (id, _) = user(&app, "ada@example.com", Some("Ada")).await;
+    user(&app, "taken@example.com", None).await;
+    let token = &root.access_token;
+
+    let view = ok_json(
+        patch(&app, token, &id, json!({"name": "Ada Lovelace"})).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["name"], "Ada Lovelace");
+    assert_eq!(view["email"], "ada@example.com");
+    let view = ok_json(patch(&app, token, &id, json!({"name": null})).await, 200).await;
+    assert_eq!(view["name"], Value::Null);
+
+    let view = ok_json(
+        patch(&app, token, &id, json!({"email": "Ada.L@Example.com"})).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["email"], "Ada.L@Example.com");
+    assert_eq!(view["email_verified"], false);
+    // The account logs in with its new address, in any case.
+    app.login_ok("ada.l@example.com", PASSWORD).await;
+    let body = problem(
+        patch(&app, token, &id, json!({"email": "TAKEN@example.com"})).await,
+        409,
+    )
+    .await;
+    assert_eq!(slug(&body), "email-taken");
+    let body = problem(
+        patch(&app, token, &id, json!({"email": "not an email"})).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "email");
+
+    let view = ok_json(
+        patch(&app, token, &id, json!({"roles": ["user", "admin"]})).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["roles"], json!(["admin", "user"]));
+    let body = problem(
+        patch(&app, token, &id, json!({"roles": ["user", "wizard"]})).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "roles");
+    let body = problem(
+        patch(&app, token, &id, json!({"roles": ["Not A Role"]})).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "roles");
+    let body = problem(patch(&app, token, &id, json!({"colour": "red"})).await, 400).await;
+    assert_eq!(body["errors"][0]["field"], "colour");
+
+    // A refused change changed nothing.
+    let view = ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{id}"),
+            token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["roles"], json!(["admin", "user"]));
+    assert_eq!(view["email"], "Ada.L@Example.com");
+
+    for missing in ["0190a5a0-0000-7000-8000-000000000000", "not-a-uuid"] {
+        let path = format!("/api/v1/admin/users/{missing}");
+        problem(call(&app, Method::GET, &path, token, None).await, 404).await;
+        problem(patch(&app, token, missing, json!({"name": "x"})).await, 404).await;
+        let revoke = format!("{path}/sessions/revoke");
+        problem(call(&app, Method::POST, &revoke, token, None).await, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn disabling_ends_every_session_at_once_and_enabling_lets_the_user_back() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (id, tokens) = user(&app, "eve@example.com", None).await;
+    let other = app.login_ok("eve@example.com", PASSWORD).await;
+
+    let view = ok_json(
+        patch(&app, &root.access_token, &id, json!({"disabled": true})).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["disabled"], true);
+    assert_eq!(app.me(&tokens.access_token).await.status(), 401);
+    assert_eq!(app.me(&other.access_token).await.status(), 401);
+    assert_eq!(app.refresh(&tokens.refresh_token).await.status(), 401);
+    assert_eq!(app.login("eve@example.com", PASSWORD).await.status(), 401);
+
+    let view = ok_json(
+        patch(&app, &root.access_token, &id, json!({"disabled": false})).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["disabled"], false);
+    let fresh = app.login_ok("eve@example.com", PASSWORD).await;
+    assert_eq!(app.me(&fresh.access_token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_admin_ends_every_session_of_an_account() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (id, tokens) = user(&app, "mallory@example.com", None).await;
+    let path = format!("/api/v1/admin/users/{id}/sessions/revoke");
+    let response = call(&app, Method::POST, &path, &root.access_token, None).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.me(&tokens.access_token).await.status(), 401);
+    assert_eq!(app.refresh(&tokens.refresh_token).await.status(), 401);
+    // The account itself still works.
+    app.login_ok("mallory@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn the_last_enabled_admin_cannot_be_disabled_or_demoted() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let token = &root.access_token;
+
+    let body = problem(
+        patch(&app, token, &root_id, json!({"disabled": true})).await,
+        409,
+    )
+    .await;
+    assert_eq!(slug(&body), "last-admin");
+    let body = problem(
+        patch(&app, token, &root_id, json!({"roles": ["user"]})).await,
+        409,
+    )
+    .await;
+    assert_eq!(slug(&body), "last-admin");
+    // Nothing of the refused change remains: the session works and the role is held.
+    let me: Value = app.me(token).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["admin", "user"]));
+
+    // A disabled admin does not count: with a second admin disabled, root is still the last.
+    let (second_id, _) = admin(&app, "second@example.com").await;
+    ok_json(
+        patch(&app, token, &second_id, json!({"disabled": true})).await,
+        200,
+    )
+    .await;
+    let body = problem(
+        patch(&app, token, &root_id, json!({"roles": ["user"]})).await,
+        409,
+    )
+    .await;
+    assert_eq!(slug(&body), "last-admin");
+
+    // With another enabled admin, root may step down, and then loses admin access at once.
+    ok_json(
+        patch(&app, token, &second_id, json!({"disabled": false})).await,
+        200,
+    )
+    .await;
+    ok_json(
+        patch(&app, token, &root_id, json!({"roles": ["user"]})).await,
+        200,
+    )
+    .await;
+    let response = call(&app, Method::GET, "/api/v1/admin/users", token, None).await;
+    problem(response, 403).await;
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = spawn_app().await;
+    let (a_id, a) = admin(&app, "a@example.com").await;
+    let (b_id, b) = admin(&app, "b@example.com").await;
+    for _ in 0..3 {
+        let (ra, rb) = tokio::join!(
+            patch(&app, &a.access_token, &b_id, json!({"roles": ["user"]})),
+            patch(&app, &b.access_token, &a_id, json!({"disabled": true})),
+        );
+        let statuses = [ra.status().as_u16(), rb.status().as_u16()];
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id WHERE r.role = 'admin' AND u.disabled_at IS NULL",
+        )
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(admins, 1, "{statuses:?}");
+        // One won; the other was refused (409), or found its caller already demoted (403) or
+        // disabled (401).
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        // Put both back for the next round.
+        sqlx::query("UPDATE users SET disabled_at = NULL")
+            .execute(app.state.store.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, 'admin')")
+            .bind(&b_id)
+            .execute(app.state.store.pool())
+            .await
+            .ok();
+        if statuses[1] == 200 {
+            // `a` was disabled, which ended its session.
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_custom_role_grants_exactly_its_permissions_and_losing_it_applies_at_once() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (support_id, support) = user(&app, "support@example.com", None).await;
+    let (target_id, _) = user(&app, "target@example.com", None).await;
+    let token = &root.access_token;
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        token,
+        Some(json!({"name": "support", "permissions": ["users:read"]})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    ok_json(
+        patch(
+            &app,
+            token,
+            &support_id,
+            json!({"roles": ["user", "support"]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    let s = &support.access_token;
+    ok_json(
+        call(&app, Method::GET, "/api/v1/admin/users", s, None).await,
+        200,
+    )
+    .await;
+    ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{target_id}"),
+            s,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    problem(patch(&app, s, &target_id, json!({"name": "x"})).await, 403).await;
+    problem(
+        call(&app, Method::GET, "/api/v1/admin/audit", s, None).await,
+        403,
+    )
+    .await;
+    problem(
+        call(&app, Method::GET, "/api/v1/admin/roles", s, None).await,
+        403,
+    )
+    .await;
+
+    // A permission added is usable at once, with the same token.
+    let put = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/roles/support",
+        token,
+        Some(json!({"permissions": ["users:read", "users:write"]})),
+    )
+    .await;
+    ok_json(put, 200).await;
+    ok_json(patch(&app, s, &target_id, json!({"name": "x"})).await, 200).await;
+
+    // And a role deleted is gone at once, with the same token.
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/admin/roles/support",
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    problem(
+        call(&app, Method::GET, "/api/v1/admin/users", s, None).await,
+        403,
+    )
+    .await;
+    let me: Value = app.me(s).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["user"]));
+}
+
+#[tokio::test]
+async fn roles_are_created_listed_changed_and_deleted_but_builtin_ones_are_fixed() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let token = &root.access_token;
+    let post = |body: Value| call(&app, Method::POST, "/api/v1/admin/roles", token, Some(body));
+
+    let created = ok_json(
+        post(json!({"name": "auditor", "permissions": ["audit:read", "users:read", "audit:read"]}))
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        created,
+        json!({"name": "auditor", "permissions": ["users:read", "audit:read"], "builtin": false})
+    );
+    let body = problem(
+        post(json!({"name": "auditor", "permissions": []})).await,
+        409,
+    )
+    .await;
+    assert_eq!(slug(&body), "role-exists");
+    let body = problem(post(json!({"name": "admin", "permissions": []})).await, 409).await;
+    assert_eq!(slug(&body), "role-exists");
+    for bad in ["", "Auditor", "a b", &"x".repeat(65)] {
+        let body = problem(post(json!({"name": bad, "permissions": []})).await, 400).await;
+        assert_eq!(body["errors"][0]["field"], "name", "{bad}");
+    }
+    let body = problem(
+        post(json!({"name": "ok", "permissions": ["users:delete"]})).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "permissions");
+
+    let list = ok_json(
+        call(&app, Method::GET, "/api/v1/admin/roles", token, None).await,
+        200,
+    )
+    .await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "auditor", "user"]);
+    assert_eq!(list["items"][0]["permissions"].as_array().unwrap().len(), 8);
+    assert_eq!(list["items"][0]["builtin"], true);
+    assert_eq!(list["items"][2]["permissions"], json!([]));
+
+    let app = &app;
+    let put = |name: &'static str, body: Value| async move {
+        let path = format!("/api/v1/admin/roles/{name}");
+        call(app, Method::PUT, &path, token, Some(body)).await
+    };
+    let updated = ok_json(
+        put("auditor", json!({"permissions": ["audit:read"]})).await,
+        200,
+    )
+    .await;
+    assert_eq!(updated["permissions"], json!(["audit:read"]));
+    for builtin in ["admin", "user"] {
+        let body = problem(put(builtin, json!({"permissions": []})).await, 409).await;
+        assert_eq!(slug(&body), "builtin-role");
+        let response = call(
+            app,
+            Method::DELETE,
+            &format!("/api/v1/admin/roles/{builtin}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(slug(&problem(response, 409).await), "builtin-role");
+    }
+    let response = call(
+        app,
+        Method::DELETE,
+        "/api/v1/admin/roles/auditor",
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    problem(put("auditor", json!({"permissions": []})).await, 404).await;
+    let response = call(
+        app,
+        Method::DELETE,
+        "/api/v1/admin/roles/auditor",
+        token,
+        None,
+    )
+    .await;
+    problem(response, 404).await;
+}
+
+#[tokio::test]
+async fn every_admin_write_is_audited_with_its_actor() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let (id, _) = user(&app, "ada@example.com", None).await;
+    let token = &root.access_token;
+    ok_json(
+        patch(
+            &app,
+            token,
+            &id,
+            json!({"name": "Ada", "email": "ada2@example.com"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok_json(
+        patch(&app, token, &id, json!({"disabled": true})).await,
+        200,
+    )
+    .await;
+    ok_json(
+        patch(&app, token, &id, json!({"disabled": false})).await,
+        200,
+    )
+    .await;
+    ok_json(
+        patch(&app, token, &id, json!({"roles": ["user", "admin"]})).await,
+        200,
+    )
+    .await;
+    let revoke = format!("/api/v1/admin/users/{id}/sessions/revoke");
+    assert_eq!(
+        call(&app, Method::POST, &revoke, token, None)
+            .await
+            .status(),
+        204
+    );
+    let role = json!({"name": "ops", "permissions": []});
+    assert_eq!(
+        call(&app, Method::POST, "/api/v1/admin/roles", token, Some(role))
+            .await
+            .status(),
+        201
+    );
+    let perms = json!({"permissions": ["audit:read"]});
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "/api/v1/admin/roles/ops",
+            token,
+            Some(perms)
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        call(&app, Method::DELETE, "/api/v1/admin/roles/ops", token, None)
+            .await
+            .status(),
+        204
+    );
+    // A refused change leaves no entry.
+    problem(
+        patch(&app, token, &id, json!({"email": "root@example.com"})).await,
+        409,
+    )
+    .await;
+
+    let page = audit(&app, token, &format!("actor={root_id}&per_page=200")).await;
+    let mine: Vec<&str> = actions(&page)
+        .into_iter()
+        .filter(|a| *a != "login")
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            "role_deleted",
+            "role_updated",
+            "role_created",
+            "sessions_revoked",
+            "role_changed",
+            "user_enabled",
+            "user_disabled",
+            "user_updated",
+            "signup"
+        ]
+    );
+    for entry in page["items"].as_array().unwrap() {
+        assert_eq!(entry["actor_id"], root_id.as_str());
+        assert!(entry["ip"].is_string(), "{entry}");
+    }
+    let changed = &page["items"][4];
+    assert_eq!(changed["target_type"], "user");
+    assert_eq!(changed["target_id"], id.as_str());
+    assert_eq!(changed["details"]["added"], json!(["admin"]));
+    assert_eq!(
+        page["items"][7]["details"]["fields"],
+        json!(["name", "email"])
+    );
+    assert_eq!(page["items"][0]["target_id"], "ops");
+}
+
+#[tokio::test]
+async fn the_audit_query_filters_by_actor_action_and_time_newest_first() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let token = &root.access_token;
+    let (ada, _) = user(&app, "ada@example.com", None).await;
+    assert_eq!(
+        app.login("ada@example.com", "wrong password!")
+            .await
+            .status(),
+        401
+    );
+
+    let all = audit(&app, token, "").await;
+    let total = all["total"].as_i64().unwrap();
+    assert_eq!(total, all["items"].as_array().unwrap().len() as i64);
+    assert_eq!(actions(&all)[0], "login_failed");
+    let ats: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    // Newest first, compared as times (the fraction's length varies).
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    for pair in ats.windows(2) {
+        assert!(parse(pair[0]) >= parse(pair[1]), "{pair:?}");
+    }
+
+    let signups = audit(&app, token, "action=signup").await;
+    assert_eq!(actions(&signups), ["signup", "signup"]);
+    assert_eq!(signups["items"][0]["target_id"], ada.as_str());
+
+    let by_root = audit(&app, token, &format!("actor={root_id}")).await;
+    assert!(
+        by_root["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor_id"] == root_id.as_str())
+    );
+    assert!(by_root["total"].as_i64().unwrap() >= 2);
+
+    // [since, until): an entry's own time is inside from it and outside until it.
+    let failed_at = all["items"][0]["at"].as_str().unwrap().to_string();
+    let enc = |s: &str| s.replace('+', "%2B");
+    let since = audit(&app, token, &format!("since={}", enc(&failed_at))).await;
+    assert_eq!(actions(&since), ["login_failed"]);
+    let until = audit(&app, token, &format!("until={}", enc(&failed_at))).await;
+    assert_eq!(until["total"].as_i64().unwrap(), total - 1);
+    assert!(!actions(&until).contains(&"login_failed"));
+    let none = audit(&app, token, "until=2000-01-01T00:00:00Z").await;
+    assert_eq!(none["total"], 0);
+
+    let page2 = audit(&app, token, "per_page=1&page=2").await;
+    assert_eq!(page2["items"][0]["id"], all["items"][1]["id"]);
+    assert_eq!(page2["total"], total);
+
+    for (q, field) in [
+        ("actor=someone", "actor"),
+        ("since=yesterday", "since"),
+        ("until=2024-13-01T00:00:00Z", "until"),
+        ("action=Login!", "action"),
+        ("per_page=500", "per_page"),
+    ] {
+        let response = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/audit?{q}"),
+            token,
+            None,
+        )
+        .await;
+        let body = problem(response, 400).await;
+        assert_eq!(body["errors"][0]["field"], field, "{q}");
+    }
+}
