@@ -18,6 +18,7 @@ pub enum Action {
     PasswordChangeFailed,
     Lockout,
     Unlock,
+    UsersImported,
 }
 
 impl Action {
@@ -33,6 +34,7 @@ impl Action {
             Action::PasswordChangeFailed => "password_change_failed",
             Action::Lockout => "lockout",
             Action::Unlock => "unlock",
+            Action::UsersImported => "users_imported",
         }
     }
 }

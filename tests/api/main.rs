@@ -13,6 +13,7 @@ mod error_reports;
 mod errors;
 mod events;
 mod hardening;
+mod import;
 mod limits;
 mod metrics;
 mod openapi;
