@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod import;
 pub mod oidc;
 pub mod openapi;
 pub mod ops;

@@ -64,6 +64,18 @@ enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    /// Import users with the password hashes of another application (bcrypt, Werkzeug,
+    /// Django, passlib, argon2); they are rehashed to argon2id at each user's next login.
+    /// Re-running updates the same users (matched by email). Bad rows are reported as
+    /// `line N: reason` and skipped; the exit code is 1 if any row was rejected.
+    Import {
+        /// A CSV file (header: email, password_hash, and optionally name, roles, created_at,
+        /// email_verified) or JSON lines with the same keys.
+        file: PathBuf,
+        /// The file's format; by default from its extension (.csv, .jsonl, .ndjson, .json).
+        #[arg(long, value_enum)]
+        format: Option<portvakt::import::Format>,
+    },
     /// Print a new random secret key for PORTVAKT_SECRET_KEY.
     Secret,
     /// Print every setting with its default, as a .env file.
@@ -229,6 +241,7 @@ fn main() -> ExitCode {
             }
             Command::Backup(BackupArgs { out: Some(out), .. }) => backup_to(&config, &out).await,
             Command::Restore { file } => restore(&config, &file).await,
+            Command::Import { file, format } => import(config, &file, format).await,
             Command::Backup(_) | Command::Secret | Command::Config => Ok(()),
         }
     });
@@ -527,6 +540,48 @@ async fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> 
         portvakt::store::rfc3339(r.header.created_at),
         r.header.schema_version,
         r.backend.name()
+    );
+    Ok(())
+}
+
+async fn import(
+    config: Config,
+    file: &std::path::Path,
+    format: Option<portvakt::import::Format>,
+) -> anyhow::Result<()> {
+    let format = format
+        .or_else(|| portvakt::import::Format::from_path(file))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell the format of {} from its extension: pass --format csv or --format jsonl",
+                file.display()
+            )
+        })?;
+    let app = AppState::build(config).await?;
+    let result = portvakt::import::run(
+        &app.store,
+        &app.audit,
+        file,
+        format,
+        &Progress::on_terminal(),
+    )
+    .await;
+    app.store.close().await;
+    let summary = result?;
+    for line in &summary.rejected {
+        eprintln!("{line}");
+    }
+    println!(
+        "imported {}: {} created, {} updated, {} rejected",
+        file.display(),
+        summary.created,
+        summary.updated,
+        summary.rejected.len()
+    );
+    anyhow::ensure!(
+        summary.rejected.is_empty(),
+        "{} row(s) rejected (listed above); the other rows were imported: fix those rows and run the import again",
+        summary.rejected.len()
     );
     Ok(())
 }

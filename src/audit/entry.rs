@@ -29,6 +29,7 @@ pub enum Action {
     RoleUpdated,
     RoleDeleted,
     SessionsRevoked,
+    UsersImported,
 }
 
 impl Action {
@@ -55,6 +56,7 @@ impl Action {
             Action::RoleUpdated => "role_updated",
             Action::RoleDeleted => "role_deleted",
             Action::SessionsRevoked => "sessions_revoked",
+            Action::UsersImported => "users_imported",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! derived from `PORTVAKT_SECRET_KEY`, token signing keys, and random tokens.
 
 pub mod keys;
+pub mod legacy;
 pub mod password;
 pub mod secret;
 

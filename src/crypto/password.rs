@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::random_bytes;
+use super::{legacy, random_bytes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -276,8 +276,34 @@ fn lower_priority() {
     }
 }
 
-fn verify_now(params: &Params, password: &str, stored: &str) -> Verification {
-    let Ok(hash) = argon2::password_hash::phc::PasswordHash::new(stored) else {
+/// Checks `password` against `stored`: our argon2id PHC strings, or any hash `portvakt
+/// import` accepted (see `legacy`). Anything but a current argon2id hash that matches asks
+/// for a rehash, so the next successful login moves it to argon2id.
+pub(super) fn verify_now(params: &Params, password: &str, stored: &str) -> Verification {
+    // Our own hashes first: no parsing beyond argon2's for the common case.
+    let phc = if stored.starts_with("$argon2") {
+        stored
+    } else {
+        match legacy::parse(stored) {
+            Ok(legacy::Scheme::Argon2 { phc }) => phc,
+            Ok(scheme) => {
+                let matches = legacy::matches(password.as_bytes(), &scheme);
+                return Verification {
+                    matches,
+                    needs_rehash: matches,
+                };
+            }
+            Err(_) => {
+                return Verification {
+                    matches: false,
+                    needs_rehash: false,
+                };
+            }
+        }
+    };
+    // A foreign prefix (Django's `argon2`) is rewritten to our form at the next login.
+    let foreign = phc.len() != stored.len();
+    let Ok(hash) = argon2::password_hash::phc::PasswordHash::new(phc) else {
         return Verification {
             matches: false,
             needs_rehash: false,
@@ -293,7 +319,7 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> Verification {
         });
     Verification {
         matches,
-        needs_rehash: matches && !current,
+        needs_rehash: matches && (foreign || !current),
     }
 }
 

@@ -15,6 +15,7 @@ mod errors;
 mod events;
 mod gdpr;
 mod hardening;
+mod import;
 mod limits;
 mod metrics;
 mod openapi;

@@ -1,0 +1,280 @@
+//! `portvakt import FILE`: moves users from another application, with the password hashes it
+//! made (see `crypto::legacy`), so nobody has to reset a password. Nothing is hashed here:
+//! hashes are checked for a known format and sane costs, stored as they are, and replaced by
+//! argon2id at each user's next successful login.
+//!
+//! Rows are identified by email (case-insensitive), so running the same file again updates
+//! the accounts instead of duplicating them. A bad row is reported with its line number and
+//! skipped; the others go in, in transactions of [`BATCH`] rows. Each batch writes one
+//! `users_imported` audit entry (counts and line range) in its own transaction: an entry per
+//! user would put 100,000 signed links in the audit chain for one operator action.
+
+pub mod row;
+pub mod write;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::audit::{Action, Audit, Entry};
+use crate::ops::backup::Progress;
+use crate::store::{Store, now_micros};
+use row::{RawCsv, RawJson, Row};
+use write::Written;
+
+/// Rows per transaction.
+pub const BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A header line naming the columns, then one user per line; roles separated by `;`.
+    Csv,
+    /// One JSON object per line; roles as an array.
+    Jsonl,
+}
+
+impl Format {
+    /// From the file's extension: `.csv`, or `.jsonl` / `.ndjson` / `.json`.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub created: u64,
+    pub updated: u64,
+    /// `line N: reason` for each row left out, in file order.
+    pub rejected: Vec<String>,
+}
+
+/// Imports `path` into the database. Rows already committed stay if a later batch fails
+/// (running the file again finishes the job).
+pub async fn run(
+    store: &Store,
+    audit: &Audit,
+    path: &Path,
+    format: Format,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    progress.start(count_lines(path)?);
+    progress.table("import");
+    let roles: HashSet<String> = {
+        let mut conn = store.pool().acquire().await?;
+        write::role_names(&mut conn).await?.into_iter().collect()
+    };
+    let mut summary = Summary::default();
+    let mut batch: Vec<(u64, Row)> = Vec::with_capacity(BATCH);
+    let mut reader = Reader::new(BufReader::new(file), format)?;
+    while let Some((line, parsed)) = reader.next_row() {
+        match parsed.and_then(|row| known_roles(row, &roles)) {
+            Ok(row) => batch.push((line, row)),
+            Err(reason) => summary.rejected.push(format!("line {line}: {reason}")),
+        }
+        if batch.len() == BATCH {
+            write_batch(store, audit, &mut batch, &mut summary).await?;
+            progress.rows(BATCH as u64);
+        }
+    }
+    let last = batch.len() as u64;
+    write_batch(store, audit, &mut batch, &mut summary).await?;
+    progress.rows(last);
+    progress.done();
+    Ok(summary)
+}
+
+fn known_roles(row: Row, roles: &HashSet<String>) -> Result<Row, String> {
+    match row.roles.iter().find(|r| !roles.contains(*r)) {
+        Some(unknown) => Err(format!("roles: no role is named {unknown:?}")),
+        None => Ok(row),
+    }
+}
+
+async fn write_batch(
+    store: &Store,
+    audit: &Audit,
+    batch: &mut Vec<(u64, Row)>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
+        return Ok(());
+    };
+    let (first, last) = (*first, *last);
+    let now = now_micros();
+    let mut tx = store.begin_write().await?;
+    let mut created = 0u64;
+    let mut updated = Vec::new();
+    for (line, row) in batch.iter() {
+        match write::upsert(&mut tx, row, now).await.with_context(|| {
+            format!("line {line}: writing the user failed; lines before {first} were imported")
+        })? {
+            Written::Created => created += 1,
+            Written::Updated(id) => updated.push(id),
+        }
+    }
+    // Instances serving from PostgreSQL drop their cached profiles of these users at commit;
+    // a SQLite service (another process) shows the change once its cache entries expire.
+    store
+        .announce(&mut tx, crate::accounts::cache::INVALIDATION_KIND, &updated)
+        .await?;
+    let updated = updated.len() as u64;
+    let entry = Entry::new(Action::UsersImported)
+        .detail("via", "cli")
+        .detail("created", created)
+        .detail("updated", updated)
+        .detail("first_line", first)
+        .detail("last_line", last);
+    audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    summary.created += created;
+    summary.updated += updated;
+    batch.clear();
+    Ok(())
+}
+
+/// For the progress bar's length: one user per line, less the CSV header.
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut lines = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// Rows of either format with their line numbers (1-based, as an editor shows them).
+enum Reader<R: std::io::Read> {
+    Csv {
+        reader: csv::Reader<R>,
+        headers: csv::StringRecord,
+        record: csv::StringRecord,
+    },
+    Jsonl {
+        lines: std::io::Lines<BufReader<R>>,
+        line: u64,
+    },
+}
+
+/// The columns a CSV header may name; the first two are required.
+const COLUMNS: [&str; 6] = [
+    "email",
+    "password_hash",
+    "name",
+    "roles",
+    "created_at",
+    "email_verified",
+];
+
+impl<R: std::io::Read> Reader<R> {
+    fn new(input: BufReader<R>, format: Format) -> anyhow::Result<Reader<R>> {
+        match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .trim(csv::Trim::Headers)
+                    .from_reader(input.into_inner());
+                let headers = reader
+                    .headers()
+                    .context("line 1: cannot read the CSV header")?
+                    .clone();
+                if let Some(unknown) = headers.iter().find(|h| !COLUMNS.contains(h)) {
+                    anyhow::bail!(
+                        "line 1: unknown column {unknown:?} (columns: {})",
+                        COLUMNS.join(", ")
+                    );
+                }
+                for required in &COLUMNS[..2] {
+                    anyhow::ensure!(
+                        headers.iter().any(|h| h == *required),
+                        "line 1: the header has no {required} column (columns: {})",
+                        COLUMNS.join(", ")
+                    );
+                }
+                Ok(Reader::Csv {
+                    reader,
+                    headers,
+                    record: csv::StringRecord::new(),
+                })
+            }
+            Format::Jsonl => Ok(Reader::Jsonl {
+                lines: input.lines(),
+                line: 0,
+            }),
+        }
+    }
+
+    fn next_row(&mut self) -> Option<(u64, Result<Row, String>)> {
+        match self {
+            Reader::Csv {
+                reader,
+                headers,
+                record,
+            } => match reader.read_record(record) {
+                Ok(false) => None,
+                Ok(true) => {
+                    let line = record.position().map_or(0, csv::Position::line);
+                    let parsed = record
+                        .deserialize::<RawCsv>(Some(headers))
+                        .map_err(|e| csv_reason(&e))
+                        .and_then(RawCsv::validate);
+                    Some((line, parsed))
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, csv::Position::line);
+                    Some((line, Err(csv_reason(&e))))
+                }
+            },
+            Reader::Jsonl { lines, line } => loop {
+                *line += 1;
+                match lines.next()? {
+                    Ok(text) if text.trim().is_empty() => continue,
+                    Ok(text) => {
+                        let parsed = serde_json::from_str::<RawJson>(&text)
+                            .map_err(|e| format!("not a user record: {}", json_reason(&e)))
+                            .and_then(RawJson::validate);
+                        return Some((*line, parsed));
+                    }
+                    Err(e) => return Some((*line, Err(format!("unreadable line: {e}")))),
+                }
+            },
+        }
+    }
+}
+
+/// serde's message without the position (the line is reported already) and without the
+/// value (it could be a password hash).
+fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text);
+    match text.split_once(": ") {
+        Some((head, _)) if head.starts_with("invalid type") => head.to_string(),
+        _ => text.to_string(),
+    }
+}
+
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Deserialize { err, .. } => err.kind().to_string(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("{len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
+        _ => "unreadable row".into(),
+    }
+}

@@ -1,0 +1,229 @@
+//! `portvakt import`: users moved from other applications log in with the passwords they
+//! had, their hashes become argon2id at that first login, and re-running a file updates
+//! instead of duplicating.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    format: String,
+    library: String,
+    password: String,
+    hash: String,
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let text = include_str!("../fixtures/legacy-hashes/hashes.json");
+    serde_json::from_str(text).unwrap()
+}
+
+async fn stored_hash(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE email_key = $1")
+        .bind(email.to_lowercase())
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+fn write(app: &TestApp, name: &str, text: &str) -> String {
+    let path = app.data_dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn users_with_hashes_from_real_libraries_log_in_and_are_moved_to_argon2id() {
+    let app = spawn_app().await;
+    let fixtures = fixtures();
+    let mut lines = String::new();
+    for (i, f) in fixtures.iter().enumerate() {
+        let row = json!({
+            "email": format!("Legacy{i}@Example.com"),
+            "name": format!("{} user", f.library),
+            "password_hash": f.hash,
+            "roles": [],
+            "created_at": "2019-05-06T07:08:09Z",
+            "email_verified": i % 2 == 0,
+        });
+        lines.push_str(&format!("{row}\n"));
+    }
+    let file = write(&app, "users.jsonl", &lines);
+    let (ok, out, err) = app.cli(&["import", &file]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{} created, 0 updated, 0 rejected",
+            fixtures.len()
+        )),
+        "{out}"
+    );
+
+    for (i, f) in fixtures.iter().enumerate() {
+        let email = format!("legacy{i}@example.com");
+        let what = format!("{} from {}", f.format, f.library);
+        assert_eq!(stored_hash(&app, &email).await, f.hash, "{what}");
+        assert_eq!(
+            app.login(&email, &format!("?{}", f.password))
+                .await
+                .status(),
+            401,
+            "{what}: a wrong password"
+        );
+        let tokens = app.login_ok(&email, &f.password).await;
+        let rehashed = stored_hash(&app, &email).await;
+        assert!(
+            rehashed.starts_with("$argon2id$v=19$"),
+            "{what}: {rehashed}"
+        );
+        let me: Value = app.me(&tokens.access_token).await.json().await.unwrap();
+        assert_eq!(me["email"], format!("Legacy{i}@Example.com"), "{what}");
+        assert_eq!(me["email_verified"], i % 2 == 0, "{what}");
+        assert_eq!(me["roles"], json!(["user"]), "{what}");
+        assert!(
+            me["created_at"]
+                .as_str()
+                .unwrap()
+                .starts_with("2019-05-06T07:08:09"),
+            "{what}: {me}"
+        );
+        // The new hash works, and is left alone from now on.
+        app.login_ok(&email, &f.password).await;
+        assert_eq!(stored_hash(&app, &email).await, rehashed, "{what}");
+        assert_eq!(
+            app.login(&email, &format!("?{}", f.password))
+                .await
+                .status(),
+            401,
+            "{what}: a wrong password after the rehash"
+        );
+    }
+}
+
+/// Hashes of "correct horse battery staple" from `hashes.json` (bcrypt, Werkzeug pbkdf2).
+const GOOD: &str = "$2b$04$v7W.Z2qQbcid7NRSTj0zsOLUPzB.AVyJGgFtlmLhGDcqFQpfNiV0W";
+
+#[tokio::test]
+async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
+    let app = spawn_app().await;
+    let pbkdf2 = "pbkdf2:sha256:1000$c5VHq8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
+    let csv = format!(
+        "email,name,password_hash,roles,created_at,email_verified\n\
+         ada@example.com,Ada,{GOOD},admin;user,2020-01-01T00:00:00Z,true\n\
+         bob@example.com,Bob,md5$abc$def,,,false\n\
+         not-an-email,X,{GOOD},,,\n\
+         cy@example.com,Cy,{GOOD},superuser,,\n\
+         dee@example.com,Dee,$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE,,,\n\
+         eve@example.com,\"Eve, with a comma\",{pbkdf2},,,no\n\
+         ADA@example.com,Ada Again,{GOOD},,,true\n\
+         fay@example.com,Fay,{GOOD},,yesterday,\n"
+    );
+    let file = write(&app, "users.csv", &csv);
+    let (ok, out, err) = app.cli(&["import", &file]).await;
+    assert!(!ok, "rejected rows make the exit code non-zero: {out}");
+    assert!(out.contains("2 created, 1 updated, 5 rejected"), "{out}");
+    for expected in [
+        "line 3: password_hash: unrecognised password hash format",
+        "line 4: email must be a valid email address",
+        "line 5: roles: no role is named \"superuser\"",
+        "line 6: password_hash: bcrypt hash: cost 31 is outside 4..=16",
+        "line 9: created_at: \"yesterday\" is not an RFC 3339 time",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+    assert!(
+        !err.contains("abcdefghijklmnopqrstuu"),
+        "no hash in messages: {err}"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 2);
+    // Line 8 updated line 2's account (same email, other case): roles as listed there.
+    let ada = app
+        .login_ok("ada@example.com", "correct horse battery staple")
+        .await;
+    let me: Value = app.me(&ada.access_token).await.json().await.unwrap();
+    assert_eq!(me["name"], "Ada Again");
+    assert_eq!(me["email"], "ADA@example.com");
+    assert_eq!(me["roles"], json!(["user"]));
+    let eve = app
+        .login_ok("eve@example.com", "correct horse battery staple")
+        .await;
+    let me: Value = app.me(&eve.access_token).await.json().await.unwrap();
+    assert_eq!(me["name"], "Eve, with a comma");
+    assert_eq!(me["email_verified"], false);
+
+    // The same file again: nothing new.
+    let before = count(&app, "SELECT COUNT(*) FROM users").await;
+    let (_, out, _) = app.cli(&["import", &file]).await;
+    assert!(out.contains("0 created, 3 updated, 5 rejected"), "{out}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, before);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM user_roles").await, 2);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'users_imported'"
+        )
+        .await,
+        2,
+        "one entry per batch"
+    );
+
+    // A clean file succeeds.
+    let clean = write(
+        &app,
+        "more.ndjson",
+        &format!(
+            "{}\n\n{}\n",
+            json!({"email": "gil@example.com", "password_hash": GOOD, "roles": ["admin"]}),
+            json!({"email": "hal@example.com", "password_hash": pbkdf2, "name": null})
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &clean]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("2 created, 0 updated, 0 rejected"), "{out}");
+    let (ok, _, err) = app.cli(&["audit", "verify"]).await;
+    assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn files_it_cannot_read_are_refused_before_anything_is_written() {
+    let app = spawn_app().await;
+    let txt = write(&app, "users.txt", "email,password_hash\n");
+    let (ok, _, err) = app.cli(&["import", &txt]).await;
+    assert!(!ok);
+    assert!(err.contains("--format csv or --format jsonl"), "{err}");
+
+    let header = write(
+        &app,
+        "bad.csv",
+        &format!("email,password\na@example.com,{GOOD}\n"),
+    );
+    let (ok, _, err) = app.cli(&["import", &header]).await;
+    assert!(!ok);
+    assert!(err.contains("line 1: unknown column \"password\""), "{err}");
+
+    let json = write(
+        &app,
+        "users.txt",
+        &format!(
+            "{}\n{{not json\n",
+            json!({"email": "a@example.com", "password_hash": GOOD, "extra": 1})
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", "--format", "jsonl", &json]).await;
+    assert!(!ok);
+    assert!(out.contains("0 created, 0 updated, 2 rejected"), "{out}");
+    assert!(
+        err.contains("line 1: not a user record: unknown field `extra`"),
+        "{err}"
+    );
+    assert!(err.contains("line 2: not a user record"), "{err}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0);
+}
