@@ -105,6 +105,44 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// List accounts, ordered by email; `--q` keeps those whose email or name starts with it.
+    List {
+        /// Email or name prefix (case-insensitive).
+        #[arg(long)]
+        q: Option<String>,
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Accounts per page (1..=200).
+        #[arg(long, default_value_t = 50)]
+        per_page: u32,
+    },
+    /// Disable an account: it cannot log in and every session ends at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Set an account's roles (replacing the ones it has; `user` is always kept).
+    SetRole {
+        #[arg(long)]
+        email: String,
+        /// Comma-separated role names, e.g. `admin` or `support,auditor`.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Erase an account and its personal data, as `DELETE /api/v1/admin/users/{id}` does.
+    Delete {
+        #[arg(long)]
+        email: String,
+        /// Confirm; without it nothing is erased.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print an account: id, email, name, roles, state and dates.
     Show {
         /// The account's email address.
@@ -229,6 +267,21 @@ fn main() -> ExitCode {
             }
             Command::User(UserCommand::Unlock { email }) => unlock_user(config, &email).await,
             Command::User(UserCommand::Show { email }) => show_user(config, &email).await,
+            Command::User(UserCommand::List { q, page, per_page }) => {
+                list_users(config, q.as_deref(), page, per_page).await
+            }
+            Command::User(UserCommand::Disable { email }) => {
+                change_user(config, &email, Some(true), None).await
+            }
+            Command::User(UserCommand::Enable { email }) => {
+                change_user(config, &email, Some(false), None).await
+            }
+            Command::User(UserCommand::SetRole { email, roles }) => {
+                change_user(config, &email, None, Some(roles)).await
+            }
+            Command::User(UserCommand::Delete { email, yes }) => {
+                delete_user(config, &email, yes).await
+            }
             Command::User(UserCommand::ResetPassword {
                 email,
                 password_stdin,
@@ -329,6 +382,109 @@ async fn account(app: &AppState, email: &str) -> anyhow::Result<portvakt::accoun
         .await
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
         .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.as_str()))
+}
+
+async fn list_users(
+    config: Config,
+    q: Option<&str>,
+    page: u32,
+    per_page: u32,
+) -> anyhow::Result<()> {
+    use portvakt::accounts::directory::{self, Prefix};
+    anyhow::ensure!(page >= 1, "--page starts at 1");
+    anyhow::ensure!((1..=200).contains(&per_page), "--per-page must be 1..=200");
+    let prefix = match q {
+        Some(q) => Prefix::parse(q).map_err(|m| anyhow::anyhow!("--q {m}"))?,
+        None => None,
+    };
+    let app = AppState::build(config).await?;
+    let offset = i64::from(page - 1) * i64::from(per_page);
+    let (users, total) = directory::search(
+        app.store.pool(),
+        app.store.backend(),
+        prefix.as_ref(),
+        i64::from(per_page),
+        offset,
+    )
+    .await?;
+    for u in &users {
+        println!(
+            "{}  {:<40} {:<24} {}{}",
+            u.id,
+            u.email,
+            u.name.as_deref().unwrap_or("-"),
+            u.roles.join(","),
+            if u.disabled { "  (disabled)" } else { "" }
+        );
+    }
+    println!("{} of {total} account(s), page {page}", users.len());
+    app.store.close().await;
+    Ok(())
+}
+
+/// Disables, enables or sets the roles of an account as the operator, with the admin API's
+/// rules (no change may leave zero enabled admins) and audit.
+async fn change_user(
+    config: Config,
+    email: &str,
+    disabled: Option<bool>,
+    roles: Option<Vec<String>>,
+) -> anyhow::Result<()> {
+    use portvakt::accounts::manage::{self, Changes};
+    use portvakt::roles::{RoleName, service::Actor};
+    let roles = match roles {
+        Some(names) => {
+            let mut parsed = names
+                .iter()
+                .map(|r| {
+                    RoleName::parse(r.trim()).map_err(|m| anyhow::anyhow!("--roles `{r}`: {m}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if !names.iter().any(|r| r.trim() == roles::USER) {
+                parsed.push(RoleName::parse(roles::USER).map_err(|m| anyhow::anyhow!("{m}"))?);
+            }
+            Some(parsed)
+        }
+        None => None,
+    };
+    let app = AppState::build(config).await?;
+    let user = account(&app, email).await?;
+    let changes = Changes {
+        disabled,
+        roles,
+        ..Changes::default()
+    };
+    let view = manage::update(&app, user.id, changes, Actor::Operator)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    println!(
+        "{} ({}): roles {}{}",
+        view.email,
+        view.id,
+        view.roles.join(", "),
+        if view.disabled {
+            ", disabled"
+        } else {
+            ", enabled"
+        }
+    );
+    Ok(())
+}
+
+async fn delete_user(config: Config, email: &str, yes: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        yes,
+        "erasing {email} cannot be undone: add --yes to go ahead"
+    );
+    let app = AppState::build(config).await?;
+    let user = account(&app, email).await?;
+    portvakt::accounts::gdpr::erase_by_operator(&app, user.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    println!("erased {} ({})", user.email, user.id);
+    Ok(())
 }
 
 async fn show_user(config: Config, email: &str) -> anyhow::Result<()> {

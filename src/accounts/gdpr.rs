@@ -168,11 +168,17 @@ pub async fn erase_by_admin(
     erase(app, id, Eraser::Admin(admin, client)).await
 }
 
+/// Erases an account on an operator's request through the CLI (no one logged in).
+pub async fn erase_by_operator(app: &AppState, id: UserId) -> Result<(), AppError> {
+    erase(app, id, Eraser::Operator).await
+}
+
 /// Who asked for an erasure.
 enum Eraser {
     /// The owner, who proved the password with this hash.
     Owner(String),
     Admin(UserId, ClientInfo),
+    Operator,
 }
 
 /// The erasure itself, in one transaction that finishes even if the client goes away.
@@ -229,6 +235,7 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
                 Eraser::Admin(admin, client) => {
                     Entry::new(Action::UserErased).actor(*admin).client(client)
                 }
+                Eraser::Operator => Entry::new(Action::UserErased).detail("via", "cli"),
             }
             .target("user", id)
             .detail("audit_entries_cleared", cleared)

@@ -67,7 +67,7 @@ fn permissions(raw: &[String], errors: &mut Vec<FieldError>) -> Vec<Permission> 
 }
 
 fn actor(caller: &Caller, client: ClientInfo) -> Actor {
-    Actor {
+    Actor::Admin {
         user: caller.user_id,
         client,
     }

@@ -179,7 +179,7 @@ pub async fn update(
     let id = user_id(id)?;
     let Json(req) = body?;
     let changes = req.parse()?;
-    let actor = Actor {
+    let actor = Actor::Admin {
         user: caller.user_id,
         client,
     };
@@ -203,7 +203,7 @@ pub async fn revoke_sessions(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
     roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
-    let actor = Actor {
+    let actor = Actor::Admin {
         user: caller.user_id,
         client,
     };

@@ -13,14 +13,19 @@ use crate::store::{is_unique_violation, now_micros};
 
 /// Who made an admin change, for its audit entry.
 #[derive(Debug, Clone)]
-pub struct Actor {
-    pub user: UserId,
-    pub client: ClientInfo,
+/// Who makes an administrative change: an admin over the API, or an operator with shell
+/// access to the database through the CLI (recovery when no admin can log in).
+pub enum Actor {
+    Admin { user: UserId, client: ClientInfo },
+    Operator,
 }
 
 impl Actor {
     pub fn entry(&self, action: Action) -> Entry {
-        Entry::new(action).actor(self.user).client(&self.client)
+        match self {
+            Actor::Admin { user, client } => Entry::new(action).actor(*user).client(client),
+            Actor::Operator => Entry::new(action).detail("via", "cli"),
+        }
     }
 }
 

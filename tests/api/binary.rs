@@ -717,3 +717,81 @@ async fn an_operator_shows_an_account_and_resets_its_password() {
     assert!(ended, "the old session's token still works");
     assert!(server.terminate().success());
 }
+
+/// The operator's CLI over the admin rules: list, set-role, disable/enable, delete, with the
+/// last enabled admin protected and every change audited.
+#[test]
+fn operator_commands_follow_the_admin_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--email", "Ada.Admin@example.com", "--admin"][..],
+        &["--email", "bob.user@example.com", "--name", "Bob Builder"][..],
+    ] {
+        let out = create_user(dir.path(), args, PASSWORD);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cli = |args: &[&str]| {
+        let out = portvakt(dir.path()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, _) = cli(&["user", "list", "--q", "BOB"]);
+    assert!(
+        ok && listed.contains("bob.user@example.com") && !listed.contains("Ada"),
+        "{listed}"
+    );
+    assert!(listed.contains("1 of 1 account(s)"), "{listed}");
+    let (ok, listed, _) = cli(&["user", "list", "--q", "bob b"]);
+    assert!(
+        ok && listed.contains("Bob Builder"),
+        "by name too: {listed}"
+    );
+
+    // The only admin cannot be disabled.
+    let (ok, _, err) = cli(&["user", "disable", "--email", "ada.admin@example.com"]);
+    assert!(!ok && err.contains("no enabled admin"), "{err}");
+    let (ok, out, err) = cli(&[
+        "user",
+        "set-role",
+        "--email",
+        "bob.user@example.com",
+        "--roles",
+        "admin",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("admin, user") || out.contains("user, admin"),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&["user", "disable", "--email", "ada.admin@example.com"]);
+    assert!(ok, "{err}");
+    let (_, shown, _) = cli(&["user", "show", "--email", "ada.admin@example.com"]);
+    assert!(!shown.contains("disabled:       -"), "{shown}");
+    let (ok, _, err) = cli(&["user", "enable", "--email", "ada.admin@example.com"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&[
+        "user",
+        "set-role",
+        "--email",
+        "bob.user@example.com",
+        "--roles",
+        "no such role!",
+    ]);
+    assert!(!ok && err.contains("--roles"), "{err}");
+
+    let (ok, _, err) = cli(&["user", "delete", "--email", "bob.user@example.com"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, _, err) = cli(&["user", "delete", "--email", "bob.user@example.com", "--yes"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["user", "show", "--email", "bob.user@example.com"]);
+    assert!(!ok && err.contains("no account"), "{err}");
+    let (ok, out, err) = cli(&["audit", "verify"]);
+    assert!(ok, "{out}{err}");
+}
