@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::cache::INVALIDATION_KIND;
 use super::model::{User, UserId, UserView};
-use super::service::record_wrong_password;
+use super::service::reauthenticate;
 use super::store;
 use crate::app::AppState;
 use crate::audit::{self, Action, Entry, EntryView};
@@ -127,33 +127,7 @@ pub async fn erase_self(
     let user = store::find_by_id(app.store.pool(), caller.user_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let attempt = app
-        .backoff
-        .admit(&user.email_key())
-        .await
-        .map_err(|retry_after| {
-            crate::telemetry::metrics::rate_limited("backoff");
-            AppError::RateLimited {
-                retry_after,
-                detail: "Too many wrong passwords for this account; see Retry-After.",
-            }
-        })?;
-    let verified = app
-        .hasher
-        .verify(password, user.password_hash.clone())
-        .await?;
-    if !verified.matches {
-        attempt.failed().await;
-        let entry = Entry::new(Action::EraseFailed)
-            .actor(user.id)
-            .target("user", user.id)
-            .failure()
-            .client(&client);
-        let (_, locked) = record_wrong_password(app, Some(user.id), entry, &client).await?;
-        tracing::info!(ip = %client.ip, locked, "erasure refused: wrong password");
-        return Err(AppError::WrongPassword);
-    }
-    attempt.succeeded().await;
+    reauthenticate(app, &user, password, Action::EraseFailed, &client).await?;
     erase(app, user.id, Eraser::Owner(user.password_hash)).await
 }
 

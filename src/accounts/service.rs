@@ -176,35 +176,7 @@ pub async fn change_password(
     let mut context = vec![user.email.clone()];
     context.extend(user.name.clone());
     check_new_password(app, "new_password", &new, context).await?;
-    // A wrong current password is a password guess like a failed login (by whoever holds
-    // the token): it counts towards the same backoff and lockout, and is audited.
-    let attempt = app
-        .backoff
-        .admit(&user.email_key())
-        .await
-        .map_err(|retry_after| {
-            crate::telemetry::metrics::rate_limited("backoff");
-            AppError::RateLimited {
-                retry_after,
-                detail: "Too many wrong passwords for this account; see Retry-After.",
-            }
-        })?;
-    let verified = app
-        .hasher
-        .verify(current, user.password_hash.clone())
-        .await?;
-    if !verified.matches {
-        attempt.failed().await;
-        let entry = Entry::new(Action::PasswordChangeFailed)
-            .actor(user.id)
-            .target("user", user.id)
-            .failure()
-            .client(&client);
-        let (_, locked) = record_wrong_password(app, Some(user.id), entry, &client).await?;
-        tracing::info!(ip = %client.ip, locked, "password change refused: wrong current password");
-        return Err(AppError::WrongPassword);
-    }
-    attempt.succeeded().await;
+    reauthenticate(app, &user, current, Action::PasswordChangeFailed, &client).await?;
     let hash = app.hasher.hash(new).await?;
     let keep = caller.session_id;
     app.to_completion(move |app| async move {
@@ -298,6 +270,46 @@ pub async fn reset_password(
     app.backoff.clear(&email_key).await;
     tracing::info!(user_id = %id, revoked_sessions = revoked, "password reset");
     Ok(revoked)
+}
+
+/// Re-checks the owner's password before a sensitive action on its own account. A wrong one
+/// is a password guess like a failed login (by whoever holds the token): it counts towards
+/// the same backoff and lockout, is audited as `failed`, and is a 403 `wrong-password`.
+pub async fn reauthenticate(
+    app: &AppState,
+    user: &User,
+    password: SecretString,
+    failed: Action,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let attempt = app
+        .backoff
+        .admit(&user.email_key())
+        .await
+        .map_err(|retry_after| {
+            crate::telemetry::metrics::rate_limited("backoff");
+            AppError::RateLimited {
+                retry_after,
+                detail: "Too many wrong passwords for this account; see Retry-After.",
+            }
+        })?;
+    let verified = app
+        .hasher
+        .verify(password, user.password_hash.clone())
+        .await?;
+    if !verified.matches {
+        attempt.failed().await;
+        let entry = Entry::new(failed)
+            .actor(user.id)
+            .target("user", user.id)
+            .failure()
+            .client(client);
+        let (_, locked) = record_wrong_password(app, Some(user.id), entry, client).await?;
+        tracing::info!(ip = %client.ip, locked, action = failed.as_str(), "refused: wrong password");
+        return Err(AppError::WrongPassword);
+    }
+    attempt.succeeded().await;
+    Ok(())
 }
 
 /// Lifts a lockout (an admin's decision: `actor`, or the CLI when `None`) and forgets this
