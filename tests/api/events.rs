@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use portvakt::accounts::UserId;
 use portvakt::audit::{Action, Entry};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -143,22 +142,6 @@ impl Socket {
 async fn user_id(app: &TestApp, access_token: &str) -> String {
     let me: Value = app.me(access_token).await.json().await.unwrap();
     me["id"].as_str().unwrap().to_string()
-}
-
-/// Signs up `email` as an admin and logs it in.
-async fn admin(app: &TestApp, email: &str) -> TokenPair {
-    assert_eq!(
-        app.signup(email, PASSWORD).await.status(),
-        StatusCode::CREATED
-    );
-    sqlx::query(
-        "INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE email_key = $1",
-    )
-    .bind(email)
-    .execute(app.state.store.pool())
-    .await
-    .unwrap();
-    app.login_ok(email, PASSWORD).await
 }
 
 /// Subscribes `pair`'s socket to the audit stream.
@@ -307,7 +290,7 @@ async fn failed_logins_against_the_account_reach_its_owner() {
 #[tokio::test]
 async fn an_admins_action_on_an_account_reaches_its_owner_without_who_or_from_where() {
     let app = spawn_app_with(&[("lockout_threshold", "2")]).await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let root_id = user_id(&app, &root.access_token).await;
     let (email, pair) = app.new_user().await;
     let id = user_id(&app, &pair.access_token).await;
@@ -448,7 +431,7 @@ async fn a_plain_user_asking_for_the_audit_stream_is_closed_with_4403() {
 #[tokio::test]
 async fn an_admin_on_the_audit_stream_receives_everyones_events_once_each() {
     let app = spawn_app().await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let mut socket = connect(&app).await;
     socket.auth(&root.access_token).await;
     socket
@@ -475,7 +458,7 @@ async fn an_admin_on_the_audit_stream_receives_everyones_events_once_each() {
 #[tokio::test]
 async fn audit_readers_see_the_address_tried_in_a_login_for_an_unknown_account() {
     let app = spawn_app().await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let mut socket = connect(&app).await;
     socket.auth(&root.access_token).await;
     socket
@@ -570,7 +553,7 @@ async fn a_client_that_leaves_two_pings_unanswered_is_closed() {
 #[tokio::test]
 async fn a_slow_client_is_dropped_with_1008_while_a_fast_one_receives_everything() {
     let app = spawn_app_with(&[("events_buffer", "64")]).await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let root_id = user_id(&app, &root.access_token).await;
     // The slow client's small receive buffer fills after a few frames; then the server's
     // send buffer, then its queue on the bus.
@@ -706,7 +689,7 @@ async fn a_socket_closes_with_4401_when_its_access_token_expires() {
 #[tokio::test]
 async fn an_admin_demoted_in_the_database_is_closed_with_4403_instead_of_an_event_about_them() {
     let app = spawn_app().await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let mut socket = audit_stream(&app, &root).await;
 
     demote(&app, "root@example.com").await;
@@ -724,7 +707,7 @@ async fn an_admin_demoted_in_the_database_is_closed_with_4403_instead_of_an_even
 #[tokio::test]
 async fn a_demoted_admin_stops_receiving_others_events_within_seconds_not_at_a_ping() {
     let app = spawn_app().await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let (email, _) = app.new_user().await;
     let mut socket = audit_stream(&app, &root).await;
 

@@ -30,22 +30,6 @@ async fn person(app: &TestApp, email: &str, name: &str) -> TokenPair {
     response.json().await.expect("token pair")
 }
 
-/// Makes `email` an admin and logs it in.
-async fn admin(app: &TestApp, email: &str) -> TokenPair {
-    assert_eq!(
-        app.signup(email, PASSWORD).await.status(),
-        StatusCode::CREATED
-    );
-    sqlx::query(
-        "INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE email_key = $1",
-    )
-    .bind(email)
-    .execute(app.state.store.pool())
-    .await
-    .unwrap();
-    app.login_ok(email, PASSWORD).await
-}
-
 async fn user_id(app: &TestApp, token: &str) -> String {
     let me: Value = app.me(token).await.json().await.unwrap();
     me["id"].as_str().unwrap().to_string()
@@ -359,7 +343,7 @@ async fn erasure_leaves_nothing_personal_in_any_table_and_the_audit_chain_verifi
 async fn the_last_enabled_admin_cannot_erase_itself() {
     let app = spawn_app().await;
     let email = format!("root-{}@example.com", uuid::Uuid::new_v4().simple());
-    let tokens = admin(&app, &email).await;
+    let tokens = app.admin(&email).await;
     let body = problem(erase(&app, &tokens.access_token, PASSWORD).await, 409).await;
     assert_eq!(slug(&body), "last-admin");
     assert_eq!(app.me(&tokens.access_token).await.status(), 200);
@@ -387,11 +371,12 @@ async fn admin_delete_needs_a_token_and_users_write() {
 #[tokio::test]
 async fn admin_delete_of_an_unknown_or_malformed_id_is_404() {
     let app = spawn_app().await;
-    let root = admin(
-        &app,
-        &format!("root-{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let root = app
+        .admin(&format!(
+            "root-{}@example.com",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .await;
     for id in [uuid::Uuid::now_v7().to_string(), "not-a-uuid".to_string()] {
         let path = format!("/api/v1/admin/users/{id}");
         problem(
@@ -407,7 +392,7 @@ async fn admin_delete_of_an_unknown_or_malformed_id_is_404() {
 async fn admin_delete_erases_like_the_owner_would_and_spares_the_last_admin() {
     let app = spawn_app().await;
     let root_email = format!("root-{}@example.com", uuid::Uuid::new_v4().simple());
-    let root = admin(&app, &root_email).await;
+    let root = app.admin(&root_email).await;
     let root_id = user_id(&app, &root.access_token).await;
     let email = format!("Victim-{}@example.com", uuid::Uuid::new_v4().simple());
     let name = format!("Victim Name {}", uuid::Uuid::new_v4().simple());
@@ -448,24 +433,18 @@ async fn admin_delete_erases_like_the_owner_would_and_spares_the_last_admin() {
 #[tokio::test]
 async fn an_admin_may_delete_itself_while_another_enabled_admin_remains() {
     let app = spawn_app().await;
-    let first = admin(
-        &app,
-        &format!("a-{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
-    let second = admin(
-        &app,
-        &format!("b-{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let first = app
+        .admin(&format!("a-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .await;
+    let second = app
+        .admin(&format!("b-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .await;
     let first_id = user_id(&app, &first.access_token).await;
     let second_id = user_id(&app, &second.access_token).await;
     // A disabled admin does not count as the one that remains.
-    let third = admin(
-        &app,
-        &format!("c-{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let third = app
+        .admin(&format!("c-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .await;
     let third_id = user_id(&app, &third.access_token).await;
     sqlx::query("UPDATE users SET disabled_at = 1 WHERE id = $1")
         .bind(&third_id)

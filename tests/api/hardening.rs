@@ -48,22 +48,6 @@ fn retry_after(response: &reqwest::Response) -> u64 {
         .expect("a Retry-After in seconds")
 }
 
-/// Makes `email` an admin and logs it in.
-async fn admin(app: &TestApp, email: &str) -> TokenPair {
-    assert_eq!(
-        app.signup(email, PASSWORD).await.status(),
-        StatusCode::CREATED
-    );
-    sqlx::query(
-        "INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE email_key = $1",
-    )
-    .bind(email)
-    .execute(app.state.store.pool())
-    .await
-    .unwrap();
-    app.login_ok(email, PASSWORD).await
-}
-
 async fn user_id(app: &TestApp, email: &str) -> String {
     sqlx::query_scalar("SELECT id FROM users WHERE email_key = $1")
         .bind(email)
@@ -519,7 +503,7 @@ async fn the_admin_api_is_invisible_outside_the_allowed_networks() {
         ("trusted_proxies", "127.0.0.1/32"),
     ])
     .await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let id = user_id(&app, "root@example.com").await;
     // From 127.0.0.1 directly: the admin API does not exist.
     let body = problem(unlock(&app, &root.access_token, &id, None).await, 404).await;
@@ -540,7 +524,7 @@ async fn the_admin_api_is_invisible_outside_the_allowed_networks() {
 #[tokio::test]
 async fn lockout_after_repeated_failures_until_an_admin_unlocks() {
     let app = spawn_app_with(&[("lockout_threshold", "3"), ("login_backoff_after", "100")]).await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     app.signup("victim@example.com", PASSWORD).await;
     for _ in 0..3 {
         assert_eq!(
@@ -636,7 +620,7 @@ async fn a_client_cannot_name_itself_in_the_header_the_proxy_does_not_write() {
         ("trusted_proxies", "127.0.0.1/32"),
     ])
     .await;
-    let root = admin(&app, "root@example.com").await;
+    let root = app.admin("root@example.com").await;
     let id = user_id(&app, "root@example.com").await;
     // The proxy appended the real client to X-Forwarded-For and passed the client's own
     // Forwarded header through.
@@ -850,7 +834,7 @@ async fn an_unlock_on_one_instance_lifts_the_backoff_on_another() {
     let mut with_url = settings.to_vec();
     with_url.push(("database_url", &url));
     let b = crate::helpers::spawn_app_on(crate::helpers::TestDatabase::Sqlite, &with_url).await;
-    let root = admin(&b, "root@example.com").await;
+    let root = &b.admin("root@example.com").await;
     a.signup("owner@example.com", PASSWORD).await;
     for _ in 0..2 {
         a.login("owner@example.com", "somebody guessing here").await;

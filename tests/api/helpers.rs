@@ -308,6 +308,22 @@ impl TestApp {
         (email, pair)
     }
 
+    /// Signs up `email`, gives it the `admin` role and logs it in.
+    pub async fn admin(&self, email: &str) -> TokenPair {
+        assert_eq!(
+            self.signup(email, PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE email_key = $1",
+        )
+        .bind(email)
+        .execute(self.state.store.pool())
+        .await
+        .expect("grant admin");
+        self.login_ok(email, PASSWORD).await
+    }
+
     pub async fn login_ok(&self, email: &str, password: &str) -> TokenPair {
         let response = self.login(email, password).await;
         assert_eq!(response.status(), StatusCode::OK, "login of {email} failed");
