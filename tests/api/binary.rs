@@ -131,9 +131,14 @@ fn version_and_help_speak_to_a_newcomer() {
 
 /// Runs `portvakt user create` with the password on stdin.
 fn create_user(dir: &Path, args: &[&str], password: &str) -> std::process::Output {
+    with_password(dir, &[&["user", "create"], args].concat(), password)
+}
+
+/// Runs `portvakt <args> --password-stdin`, writing `password` to its standard input.
+fn with_password(dir: &Path, args: &[&str], password: &str) -> std::process::Output {
     let mut child = portvakt(dir)
-        .args(["user", "create", "--password-stdin"])
         .args(args)
+        .arg("--password-stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -645,49 +650,12 @@ async fn an_operator_shows_an_account_and_resets_its_password() {
     );
 
     // A weak password is refused like anywhere else.
-    let mut child = portvakt(dir.path())
-        .args([
-            "user",
-            "reset-password",
-            "--email",
-            email,
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let reset = ["user", "reset-password", "--email", email];
+    let out = with_password(dir.path(), &reset, "password");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password rejected"));
 
-    let mut child = portvakt(dir.path())
-        .args([
-            "user",
-            "reset-password",
-            "--email",
-            email,
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{OTHER_PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_password(dir.path(), &reset, OTHER_PASSWORD);
     assert!(
         out.status.success(),
         "{}",
