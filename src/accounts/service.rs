@@ -284,15 +284,11 @@ pub async fn reauthenticate(
 ) -> Result<(), AppError> {
     let attempt = app
         .backoff
-        .admit(&user.email_key())
-        .await
-        .map_err(|retry_after| {
-            crate::telemetry::metrics::rate_limited("backoff");
-            AppError::RateLimited {
-                retry_after,
-                detail: "Too many wrong passwords for this account; see Retry-After.",
-            }
-        })?;
+        .admit_or_refuse(
+            &user.email_key(),
+            "Too many wrong passwords for this account; see Retry-After.",
+        )
+        .await?;
     let verified = app
         .hasher
         .verify(password, user.password_hash.clone())

@@ -85,6 +85,22 @@ impl LoginBackoff {
         }
     }
 
+    /// [`admit`](Self::admit) as a request sees it: a refusal is the 429 with `detail` and
+    /// `Retry-After`, counted in the metrics as the `backoff` limit.
+    pub async fn admit_or_refuse(
+        &self,
+        key: &str,
+        detail: &'static str,
+    ) -> Result<Attempt, crate::error::AppError> {
+        self.admit(key).await.map_err(|retry_after| {
+            crate::telemetry::metrics::rate_limited("backoff");
+            crate::error::AppError::RateLimited {
+                retry_after,
+                detail,
+            }
+        })
+    }
+
     /// Lets an attempt for `key` (the email's lowercase form) go ahead, or says how long
     /// to wait.
     pub async fn admit(&self, key: &str) -> Result<Attempt, Duration> {

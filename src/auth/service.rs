@@ -50,15 +50,11 @@ pub async fn login(
 ) -> Result<TokenPair, AppError> {
     let attempt = app
         .backoff
-        .admit(email.key())
-        .await
-        .map_err(|retry_after| {
-            crate::telemetry::metrics::rate_limited("backoff");
-            AppError::RateLimited {
-                retry_after,
-                detail: "Too many failed logins for this account; see Retry-After.",
-            }
-        })?;
+        .admit_or_refuse(
+            email.key(),
+            "Too many failed logins for this account; see Retry-After.",
+        )
+        .await?;
     let user = accounts::find_by_email_key(app.store.pool(), email.key()).await?;
     let Some(user) = user else {
         app.hasher.verify_dummy(password).await?;
