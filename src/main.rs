@@ -399,7 +399,7 @@ async fn list_users(
     };
     let app = AppState::build(config).await?;
     let offset = i64::from(page - 1) * i64::from(per_page);
-    let (users, total) = directory::search(
+    let found = directory::search(
         app.store.pool(),
         app.store.backend(),
         prefix.as_ref(),
@@ -407,7 +407,7 @@ async fn list_users(
         offset,
     )
     .await?;
-    for u in &users {
+    for u in &found.users {
         println!(
             "{}  {:<40} {:<24} {}{}",
             u.id,
@@ -417,7 +417,12 @@ async fn list_users(
             if u.disabled { "  (disabled)" } else { "" }
         );
     }
-    println!("{} of {total} account(s), page {page}", users.len());
+    let more = if found.total_exact { "" } else { "at least " };
+    println!(
+        "{} of {more}{} account(s), page {page}",
+        found.users.len(),
+        found.total
+    );
     app.store.close().await;
     Ok(())
 }

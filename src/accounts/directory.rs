@@ -1,6 +1,8 @@
 //! Accounts as administrators see them: the admin user view, and the prefix search over
 //! email and name that lists them page by page.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
@@ -90,59 +92,167 @@ impl Prefix {
     }
 }
 
-/// The expression a name prefix is matched on, so that an index serves it. SQLite's LIKE
-/// folds ASCII case and uses the `name COLLATE NOCASE` index only on the bare column;
-/// PostgreSQL's LIKE is case-sensitive and uses the `lower(name) text_pattern_ops` index.
-fn name_expr(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "name",
-        Backend::Postgres => "lower(name)",
+/// How many matches a search counts past the end of the requested page. Counting every match
+/// of a broad prefix costs as much as the matches (a million users, one letter: tens of
+/// thousands), so the count stops here and says it is a lower bound; a pager still always
+/// knows whether there is a next page.
+pub const COUNT_AHEAD: i64 = 1000;
+
+/// One page of a search and how many match.
+#[derive(Debug)]
+pub struct Found {
+    pub users: Vec<AdminUserView>,
+    /// Exact when `total_exact`, otherwise a lower bound past the end of the page.
+    pub total: i64,
+    pub total_exact: bool,
+}
+
+/// The SQL of a search on one backend. A prefix search is the merge of two index range scans,
+/// emails by `email_key` and names by their lowercase form then id, each read only as far as
+/// the page needs; no query sorts or counts more than a page plus [`COUNT_AHEAD`] rows,
+/// whatever the size of the table. The merged order is by the text that matched (an account
+/// found by both by the smaller), then id; each scan's order agrees with it, so the first `n`
+/// of the merge are within the first `n` of each scan.
+pub struct Queries {
+    /// The emails matching `$1`, in order, with `k` the text that matched; at most `$2`.
+    pub by_email: String,
+    /// The names matching `$1`, in order, with `k` the lowercase name; at most `$2`.
+    pub by_name: String,
+    /// Ids of the page (`$3` rows from `$4`) of the merge of both scans (each at most `$2`).
+    page: String,
+    /// How many the first `$2` of each scan hold, and both together without duplicates.
+    count: String,
+    /// Ids of the page (`$1` rows from `$2`) of every account, by email.
+    page_all: String,
+    /// How many accounts there are, counting to `$1` at most.
+    count_all: &'static str,
+}
+
+impl Queries {
+    /// SQLite's `LIKE` ignores ASCII case and uses the `COLLATE NOCASE` indexes; NOCASE order
+    /// is byte order of the lowercase text, which the merge sorts on. PostgreSQL's `LIKE` is
+    /// case-sensitive and uses the `text_pattern_ops` indexes, whose order (`~<~`) is byte
+    /// order, which `COLLATE "C"` sorts on.
+    pub fn new(backend: Backend) -> Queries {
+        let (email_order, name_match, name_order, bytewise) = match backend {
+            Backend::Sqlite => (
+                "email_key COLLATE NOCASE",
+                "name LIKE $1 ESCAPE '\\'",
+                "name COLLATE NOCASE, id",
+                "",
+            ),
+            Backend::Postgres => (
+                "email_key USING ~<~",
+                "lower(name) LIKE $1 ESCAPE '\\'",
+                "lower(name) USING ~<~, id",
+                " COLLATE \"C\"",
+            ),
+        };
+        let by_email = format!(
+            "SELECT id, email_key AS k FROM users WHERE email_key LIKE $1 ESCAPE '\\' ORDER BY {email_order} LIMIT $2"
+        );
+        let by_name = format!(
+            "SELECT id, lower(name) AS k FROM users WHERE {name_match} ORDER BY {name_order} LIMIT $2"
+        );
+        let page = format!(
+            "SELECT id FROM (SELECT * FROM ({by_email}) e UNION ALL SELECT * FROM ({by_name}) n) m \
+             GROUP BY id ORDER BY MIN(k){bytewise}, id LIMIT $3 OFFSET $4"
+        );
+        let count = format!(
+            "WITH e AS ({by_email}), n AS ({by_name}) \
+             SELECT (SELECT COUNT(*) FROM e), (SELECT COUNT(*) FROM n), \
+             (SELECT COUNT(*) FROM (SELECT id FROM e UNION SELECT id FROM n) u)"
+        );
+        let page_all = format!("SELECT id FROM users ORDER BY {email_order} LIMIT $1 OFFSET $2");
+        Queries {
+            by_email,
+            by_name,
+            page,
+            count,
+            page_all,
+            count_all: "SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT $1) a",
+        }
     }
 }
 
-/// The `WHERE` clause of a search, with `$1` the pattern when there is a prefix.
-pub fn filter(backend: Backend, prefix: Option<&Prefix>) -> String {
-    match prefix {
-        Some(_) => format!(
-            "WHERE email_key LIKE $1 ESCAPE '\\' OR {} LIKE $1 ESCAPE '\\'",
-            name_expr(backend)
-        ),
-        None => "WHERE $1 IS NULL".to_string(),
-    }
-}
-
-/// One page of a search, ordered by email, and how many match in all.
+/// One page of a search, in the order [`Queries`] describes (by email when there is no
+/// prefix), and how many match.
 pub async fn search<'c, E>(
     db: E,
     backend: Backend,
     prefix: Option<&Prefix>,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<AdminUserView>, i64), sqlx::Error>
+) -> Result<Found, sqlx::Error>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
-    let pattern = prefix.map(Prefix::pattern);
-    let filter = filter(backend, prefix);
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM users {filter}"
-    )))
-    .bind(&pattern)
-    .fetch_one(db)
-    .await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT id, email, name, email_verified_at, disabled_at, created_at, updated_at, last_login_at FROM users {filter} ORDER BY email_key, id LIMIT $2 OFFSET $3"
-    )))
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let mut views = Vec::with_capacity(rows.len());
+    let sql = Queries::new(backend);
+    let reach = offset.saturating_add(limit);
+    let counted = reach.saturating_add(COUNT_AHEAD);
+    let (ids, total, total_exact): (Vec<String>, i64, bool) = match prefix {
+        Some(prefix) => {
+            let pattern = prefix.pattern();
+            let ids = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.page.as_str()))
+                .bind(&pattern)
+                .bind(reach)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(db)
+                .await?;
+            let (emails, names, total): (i64, i64, i64) =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql.count.as_str()))
+                    .bind(&pattern)
+                    .bind(counted)
+                    .fetch_one(db)
+                    .await?;
+            // A scan that stopped at the limit may have had more behind it.
+            (ids, total, emails < counted && names < counted)
+        }
+        None => {
+            let ids = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.page_all.as_str()))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(db)
+                .await?;
+            let total: i64 = sqlx::query_scalar(sql.count_all)
+                .bind(counted)
+                .fetch_one(db)
+                .await?;
+            (ids, total, total < counted)
+        }
+    };
+    Ok(Found {
+        users: views(db, &ids).await?,
+        total,
+        total_exact,
+    })
+}
+
+/// The admin views of the accounts `ids`, in that order; one that was deleted meanwhile is
+/// left out.
+async fn views<'c, E>(db: E, ids: &[String]) -> Result<Vec<AdminUserView>, sqlx::Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = crate::store::placeholders(ids.len());
+    let sql = format!(
+        "SELECT id, email, name, email_verified_at, disabled_at, created_at, updated_at, last_login_at FROM users WHERE id IN ({list})"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(db).await?;
+    let mut roles = crate::roles::of_users(db, ids).await?;
+    let mut found = HashMap::with_capacity(rows.len());
     for r in &rows {
-        let id: String = r.try_get("id")?;
-        let id = UserId::parse(&id)
-            .ok_or_else(|| sqlx::Error::Decode(format!("user id {id} is not a UUID").into()))?;
+        let raw: String = r.try_get("id")?;
+        let id = UserId::parse(&raw)
+            .ok_or_else(|| sqlx::Error::Decode(format!("user id {raw} is not a UUID").into()))?;
         let user = User {
             id,
             email: r.try_get("email")?,
@@ -153,11 +263,11 @@ where
             locked_at: None,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
-            roles: crate::roles::of_user(db, id).await?,
+            roles: roles.remove(&raw).unwrap_or_default(),
         };
-        views.push(AdminUserView::new(&user, r.try_get("last_login_at")?));
+        found.insert(raw, AdminUserView::new(&user, r.try_get("last_login_at")?));
     }
-    Ok((views, total))
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
 }
 
 #[cfg(test)]

@@ -24,7 +24,11 @@ pub struct UserPage {
     items: Vec<AdminUserView>,
     page: u32,
     per_page: u32,
+    /// How many users match: exact when `total_exact`, otherwise a lower bound that is always
+    /// past the end of this page (matches are counted up to 1,000 past it).
     total: i64,
+    /// Whether `total` is the exact count.
+    total_exact: bool,
 }
 
 /// The user id of the path; anything that is not one is a user that does not exist.
@@ -43,7 +47,7 @@ pub fn user_id(id: Result<Path<String>, PathRejection>) -> Result<UserId, AppErr
         ("per_page" = Option<u32>, Query, description = "Users per page, 1 to 200 (default 50).", minimum = 1, maximum = 200),
     ),
     responses(
-        (status = 200, description = "Matching users ordered by email.", body = UserPage),
+        (status = 200, description = "Matching users, ordered by the text that matched (email, or lowercase name), then id; everyone by email when `q` is empty.", body = UserPage),
         (status = 400, description = "A query parameter is invalid (`errors` names it).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks `users:read` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "The admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
@@ -62,7 +66,7 @@ pub async fn list(
         .ok()
         .flatten();
     query::finish(errors)?;
-    let (items, total) = directory::search(
+    let found = directory::search(
         app.store.pool(),
         app.store.backend(),
         prefix.as_ref(),
@@ -73,10 +77,11 @@ pub async fn list(
     Ok((
         no_store(),
         Json(UserPage {
-            items,
+            items: found.users,
             page: pagination.page,
             per_page: pagination.per_page,
-            total,
+            total: found.total,
+            total_exact: found.total_exact,
         }),
     ))
 }

@@ -9,6 +9,8 @@ pub mod model;
 pub mod service;
 pub mod store;
 
+use std::collections::HashMap;
+
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::accounts::UserId;
@@ -54,6 +56,29 @@ pub async fn of_user<'c, E: Executor<'c, Database = Any>>(
         .bind(user.to_string())
         .fetch_all(db)
         .await
+}
+
+/// The role names of each of the accounts `ids` (as stored), sorted; one without any is absent.
+pub async fn of_users<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<String>>, sqlx::Error> {
+    let mut held: HashMap<String, Vec<String>> = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(held);
+    }
+    let list = crate::store::placeholders(ids.len());
+    let sql = format!(
+        "SELECT user_id, role FROM user_roles WHERE user_id IN ({list}) ORDER BY user_id, role"
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    for (user, role) in query.fetch_all(db).await? {
+        held.entry(user).or_default().push(role);
+    }
+    Ok(held)
 }
 
 pub async fn assign(conn: &mut AnyConnection, user: UserId, role: &str) -> Result<(), sqlx::Error> {

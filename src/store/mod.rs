@@ -212,6 +212,14 @@ mod tests {
     }
 }
 
+/// `$1, $2, ..., $n`: the parameters of an `IN (...)` list or a `VALUES (...)` row of `n`.
+pub fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A microsecond timestamp as RFC 3339 UTC with `Z` (the API's timestamp format): seconds
 /// always, a fraction only when there is one, without trailing zeros.
 pub fn rfc3339(micros: i64) -> String {

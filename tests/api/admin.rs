@@ -200,6 +200,7 @@ async fn search_matches_an_email_or_name_prefix_in_any_case_a_page_at_a_time() {
         ),
         (Some(1), Some(50), Some(2))
     );
+    assert_eq!(page["total_exact"], true);
     let alice = &page["items"][0];
     assert_eq!(alice["name"], "Alice Liddell");
     assert_eq!(alice["roles"], json!(["user"]));
@@ -242,47 +243,187 @@ async fn search_matches_an_email_or_name_prefix_in_any_case_a_page_at_a_time() {
     assert_eq!(body["errors"][0]["field"], "q");
 }
 
+/// Writes accounts straight into the table (no password hashing: only search reads them).
+async fn insert_accounts(app: &TestApp, accounts: &[(String, String, Option<String>)]) {
+    let mut tx = app.state.store.pool().begin().await.unwrap();
+    for chunk in accounts.chunks(100) {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let p = i * 4;
+                format!(
+                    "(${}, ${}, ${}, ${}, 'x', 0, 0)",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO users (id, email, email_key, name, password_hash, created_at, updated_at) VALUES {rows}"
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, email, name) in chunk {
+            insert = insert
+                .bind(id)
+                .bind(email)
+                .bind(email.to_lowercase())
+                .bind(name);
+        }
+        insert.execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Matches are ordered by the text that matched (the smaller when both do), then id, page
+/// after page; an account found by email and by name is listed once; the count stops 1,000
+/// past the page and says so.
 #[tokio::test]
-async fn the_prefix_search_is_served_by_indexes() {
-    use portvakt::accounts::directory;
+async fn search_pages_merge_email_and_name_matches_and_bound_the_count() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    let mut accounts = Vec::new();
+    for i in 0..1600 {
+        let id = portvakt::accounts::UserId::new().to_string();
+        let (email, name) = match i % 4 {
+            0 | 1 => (format!("M{i:04}@example.com"), None),
+            2 => (
+                format!("x{i:04}@example.com"),
+                Some(format!("M{i:04} Name")),
+            ),
+            _ => (format!("m{i:04}b@example.com"), Some(format!("m{i:04}a"))),
+        };
+        accounts.push((id, email, name));
+    }
+    // Ten accounts with one name: their order is the id's.
+    for j in 0..10 {
+        let id = portvakt::accounts::UserId::new().to_string();
+        accounts.push((id, format!("y{j}@example.com"), Some("M Tie".to_string())));
+    }
+    accounts.push((
+        portvakt::accounts::UserId::new().to_string(),
+        "zed@example.com".to_string(),
+        Some("Zed".to_string()),
+    ));
+    insert_accounts(&app, &accounts).await;
+
+    let mut expected: Vec<(String, String, String)> = accounts
+        .iter()
+        .filter_map(|(id, email, name)| {
+            let keys = [
+                Some(email.to_lowercase()),
+                name.as_ref().map(|n| n.to_lowercase()),
+            ];
+            let key = keys
+                .into_iter()
+                .flatten()
+                .filter(|k| k.starts_with('m'))
+                .min()?;
+            Some((key, id.clone(), email.clone()))
+        })
+        .collect();
+    expected.sort();
+    let expected: Vec<&str> = expected.iter().map(|(_, _, e)| e.as_str()).collect();
+    assert_eq!(expected.len(), 1610);
+
+    let search = |query: String| {
+        let app = &app;
+        let token = root.access_token.clone();
+        async move {
+            let url = format!("/api/v1/admin/users?{query}");
+            ok_json(call(app, Method::GET, &url, &token, None).await, 200).await
+        }
+    };
+
+    let mut listed: Vec<String> = Vec::new();
+    for page in 1.. {
+        let body = search(format!("q=M&per_page=200&page={page}")).await;
+        let items = emails(&body);
+        let total = body["total"].as_i64().unwrap();
+        if body["total_exact"] == true {
+            assert_eq!(total, 1610, "page {page}");
+        } else {
+            assert_eq!(body["total_exact"], false);
+            assert!(total >= page * 200 + 1000, "page {page}: {total}");
+            assert!(total <= 1610, "page {page}: {total}");
+        }
+        if items.is_empty() {
+            break;
+        }
+        listed.extend(items.iter().map(|e| e.to_string()));
+    }
+    assert_eq!(listed, expected);
+
+    // Lowercase finds the same; the first page of a broad prefix says its total is a bound.
+    let first = search("q=m&per_page=50".to_string()).await;
+    assert_eq!(emails(&first), expected[..50]);
+    assert_eq!(first["total_exact"], false);
+    assert!(first["total"].as_i64().unwrap() >= 1050);
+    // Without a prefix, everyone by email, with the same bound.
+    let all = search("per_page=50".to_string()).await;
+    assert_eq!(all["total_exact"], false);
+    assert_eq!(all["total"], 1050);
+    let last = search("per_page=100&page=17".to_string()).await;
+    assert_eq!(last["total_exact"], true);
+    assert_eq!(last["total"], 1612);
+    assert_eq!(emails(&last).len(), 12);
+    assert_eq!(emails(&last).last(), Some(&"zed@example.com"));
+}
+
+/// Each scan of a prefix search reads its index in the page's order: no sort of all the matches.
+#[tokio::test]
+async fn the_prefix_search_is_served_by_indexes_in_order() {
+    use portvakt::accounts::directory::Queries;
     use portvakt::store::Backend;
     let app = spawn_app().await;
     let store = &app.state.store;
     let backend = store.backend();
     let mut conn = store.pool().acquire().await.unwrap();
-    let prefix = directory::Prefix::parse("ali").unwrap();
-    let filter = directory::filter(backend, prefix.as_ref());
-    let plan: Vec<String> = match backend {
-        Backend::Sqlite => {
-            let sql = format!("EXPLAIN QUERY PLAN SELECT id FROM users {filter}");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind("ali%")
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-            rows.iter()
-                .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
-                .collect()
-        }
-        Backend::Postgres => {
-            // An empty table is cheaper to scan than to search: ask which index would serve.
-            sqlx::query("SET enable_seqscan = off")
+    if backend == Backend::Postgres {
+        // An empty table is cheaper to scan and sort than to search: ask whether an index
+        // could serve in order (a sort still appears, whatever it costs, if none can).
+        for setting in ["enable_seqscan", "enable_bitmapscan", "enable_sort"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET {setting} = off")))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
-            let sql = format!(
-                "EXPLAIN SELECT id FROM users {}",
-                filter.replace("$1", "'ali%'")
-            );
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap()
         }
-    };
-    let plan = plan.join("\n");
-    assert!(plan.contains("users_by_email_prefix"), "{plan}");
-    assert!(plan.contains("users_by_name_prefix"), "{plan}");
+    }
+    let queries = Queries::new(backend);
+    for (scan, index) in [
+        (&queries.by_email, "users_by_email_prefix"),
+        (&queries.by_name, "users_by_name_prefix"),
+    ] {
+        let plan: Vec<String> = match backend {
+            Backend::Sqlite => {
+                let sql = format!("EXPLAIN QUERY PLAN {scan}");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind("ali%")
+                    .bind(50_i64)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
+                    .collect()
+            }
+            Backend::Postgres => {
+                let sql = format!(
+                    "EXPLAIN {}",
+                    scan.replace("$1", "'ali%'").replace("$2", "50")
+                );
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "a sort: {plan}");
+        assert!(!plan.contains("Sort"), "a sort: {plan}");
+    }
 }
 
 #[tokio::test]

@@ -289,12 +289,11 @@ async fn refuse_data(conn: &mut AnyConnection, backend: Backend) -> anyhow::Resu
 
 fn insert_sql(table: &str, columns: &[Column]) -> String {
     let names: Vec<String> = columns.iter().map(|c| quoted(&c.name)).collect();
-    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO {} ({}) VALUES ({})",
         quoted(table),
         names.join(", "),
-        params.join(", ")
+        crate::store::placeholders(columns.len())
     )
 }
 
