@@ -187,6 +187,13 @@ async fn set_roles(
     if added.is_empty() && removed.is_empty() {
         return Ok(None);
     }
+    let mut moved = Vec::new();
+    for role in added.iter().chain(&removed) {
+        if let Some(r) = roles::store::find(conn, role).await? {
+            moved.extend(r.permissions);
+        }
+    }
+    roles::ensure_holds(conn, actor, &moved).await?;
     for role in &added {
         roles::assign(conn, id, role).await?;
     }

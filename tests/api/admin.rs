@@ -1018,3 +1018,137 @@ async fn the_audit_query_filters_by_actor_action_and_time_newest_first() {
         assert_eq!(body["errors"][0]["field"], field, "{q}");
     }
 }
+
+/// Gives `id` a new custom role `name` with `permissions`, as the admin `token`.
+async fn grant_custom_role(app: &TestApp, token: &str, id: &str, name: &str, permissions: Value) {
+    let created = call(
+        app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        token,
+        Some(json!({"name": name, "permissions": permissions})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    ok_json(
+        patch(app, token, id, json!({"roles": ["user", name]})).await,
+        200,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn roles_write_cannot_grant_permissions_its_holder_lacks() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (keeper_id, keeper) = user(&app, "keeper@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &keeper_id,
+        "keeper",
+        json!(["roles:read", "roles:write"]),
+    )
+    .await;
+    let k = &keeper.access_token;
+
+    // Widening its own role would make it anything it likes (users:write, then admin).
+    let widened = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/roles/keeper",
+        k,
+        Some(json!({"permissions": ["roles:read", "roles:write", "users:write"]})),
+    )
+    .await;
+    assert_eq!(slug(&problem(widened, 403).await), "forbidden");
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        k,
+        Some(json!({"name": "mighty", "permissions": ["users:write", "keys:rotate"]})),
+    )
+    .await;
+    assert_eq!(slug(&problem(created, 403).await), "forbidden");
+    problem(
+        call(&app, Method::GET, "/api/v1/admin/users", k, None).await,
+        403,
+    )
+    .await;
+
+    // What it holds itself it may hand out.
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        k,
+        Some(json!({"name": "viewer", "permissions": ["roles:read"]})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let list = ok_json(
+        call(&app, Method::GET, "/api/v1/admin/roles", k, None).await,
+        200,
+    )
+    .await;
+    let keeper_role = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "keeper")
+        .unwrap();
+    assert_eq!(
+        keeper_role["permissions"],
+        json!(["roles:read", "roles:write"])
+    );
+}
+
+#[tokio::test]
+async fn users_write_cannot_assign_or_remove_a_role_beyond_its_holders_permissions() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let (support_id, support) = user(&app, "support@example.com", None).await;
+    let (other_id, _) = user(&app, "other@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &support_id,
+        "support",
+        json!(["users:read", "users:write"]),
+    )
+    .await;
+    let s = &support.access_token;
+
+    for (id, roles) in [
+        (&support_id, json!(["user", "support", "admin"])),
+        (&other_id, json!(["user", "admin"])),
+        (&root_id, json!(["user"])),
+    ] {
+        let body = problem(patch(&app, s, id, json!({ "roles": roles })).await, 403).await;
+        assert_eq!(slug(&body), "forbidden", "{roles}");
+    }
+    let me: Value = app.me(s).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["support", "user"]));
+    let root_now = ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{root_id}"),
+            s,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(root_now["roles"], json!(["admin", "user"]));
+
+    // Roles within its own permissions it may assign.
+    let other = ok_json(
+        patch(&app, s, &other_id, json!({"roles": ["user", "support"]})).await,
+        200,
+    )
+    .await;
+    assert_eq!(other["roles"], json!(["support", "user"]));
+}
