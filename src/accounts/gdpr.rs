@@ -165,6 +165,9 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let user: User = store::find_by_id(&mut *tx, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
+            if let Eraser::Admin(admin, _) = &eraser {
+                roles::ensure_covers(&mut tx, *admin, id).await?;
+            }
             if let Eraser::Owner(verified) = &eraser
                 && *verified != user.password_hash
             {

@@ -53,10 +53,30 @@ pub async fn ensure_holds(
     actor: &service::Actor,
     permissions: &[Permission],
 ) -> Result<(), AppError> {
-    let service::Actor::Admin { user, .. } = actor else {
-        return Ok(());
-    };
-    let held = granted(&store::grants_of_user(&mut *conn, *user).await?);
+    match actor {
+        service::Actor::Admin { user, .. } => user_holds(conn, *user, permissions).await,
+        service::Actor::Operator => Ok(()),
+    }
+}
+
+/// Fails with 403 unless `admin` holds every permission account `target` holds: a holder of
+/// `users:write` cannot edit, disable, sign out or erase an account more powerful than its
+/// own (an admin's), which would be a takeover or a lockout of those above it.
+pub async fn ensure_covers(
+    conn: &mut AnyConnection,
+    admin: UserId,
+    target: UserId,
+) -> Result<(), AppError> {
+    let theirs = granted(&store::grants_of_user(&mut *conn, target).await?);
+    user_holds(conn, admin, &theirs).await
+}
+
+async fn user_holds(
+    conn: &mut AnyConnection,
+    user: UserId,
+    permissions: &[Permission],
+) -> Result<(), AppError> {
+    let held = granted(&store::grants_of_user(&mut *conn, user).await?);
     if let Some(missing) = permissions.iter().find(|p| !held.contains(p)) {
         tracing::info!(
             permission = missing.as_str(),

@@ -1152,3 +1152,89 @@ async fn users_write_cannot_assign_or_remove_a_role_beyond_its_holders_permissio
     .await;
     assert_eq!(other["roles"], json!(["support", "user"]));
 }
+
+#[tokio::test]
+async fn users_write_cannot_act_on_an_account_holding_permissions_its_holder_lacks() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let (second_id, second) = admin(&app, "second@example.com").await;
+    let (support_id, support) = user(&app, "support@example.com", None).await;
+    let (plain_id, _) = user(&app, "plain@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &support_id,
+        "support",
+        json!(["users:read", "users:write"]),
+    )
+    .await;
+    let s = &support.access_token;
+
+    for body in [
+        json!({"disabled": true}),
+        json!({"email": "support+takeover@example.com"}),
+        json!({"name": "pwned"}),
+    ] {
+        let answer = problem(patch(&app, s, &root_id, body.clone()).await, 403).await;
+        assert_eq!(slug(&answer), "forbidden", "{body}");
+    }
+    let revoke = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{second_id}/sessions/revoke"),
+        s,
+        None,
+    )
+    .await;
+    problem(revoke, 403).await;
+    let delete = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{second_id}"),
+        s,
+        None,
+    )
+    .await;
+    problem(delete, 403).await;
+
+    // The admins are untouched and still signed in.
+    let root_now = ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{root_id}"),
+            &root.access_token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(root_now["email"], "root@example.com");
+    assert_eq!(root_now["name"], Value::Null);
+    assert_eq!(root_now["disabled"], false);
+    assert_eq!(app.me(&second.access_token).await.status(), 200);
+
+    // Accounts within its own permissions it manages as before.
+    let plain = ok_json(
+        patch(
+            &app,
+            s,
+            &plain_id,
+            json!({"name": "Plain", "disabled": true}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(plain["disabled"], true);
+    let delete = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{plain_id}"),
+        s,
+        None,
+    )
+    .await;
+    assert_eq!(delete.status(), 204);
+}
