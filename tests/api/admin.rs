@@ -1238,3 +1238,26 @@ async fn users_write_cannot_act_on_an_account_holding_permissions_its_holder_lac
     .await;
     assert_eq!(delete.status(), 204);
 }
+
+#[tokio::test]
+async fn a_search_with_a_control_character_is_a_400_naming_q() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    // PostgreSQL refuses a NUL in text outright: that was a 500.
+    for q in ["%00", "a%00b", "ro%07"] {
+        let path = format!("/api/v1/admin/users?q={q}");
+        let body = problem(call(&app, Method::GET, &path, t, None).await, 400).await;
+        assert_eq!(body["errors"][0]["field"], "q", "{q}");
+    }
+    for path in [
+        "/api/v1/admin/users?q=%5C",
+        "/api/v1/admin/users?q=%FF%FE",
+        "/api/v1/admin/users?page=2147483647&per_page=200",
+        "/api/v1/admin/audit?page=2147483647&per_page=200",
+        "/api/v1/admin/audit?since=9999-12-31T23:59:59Z&until=0000-01-01T00:00:00Z",
+    ] {
+        let r = call(&app, Method::GET, path, t, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
