@@ -27,6 +27,8 @@ use crate::store::{now_micros, rfc3339};
 #[schema(as = Export)]
 pub struct Export {
     pub user: UserView,
+    /// What is stored about the account beyond the user shape.
+    pub account: ExportedAccount,
     /// Every session still on record: live, revoked and expired ones.
     pub sessions: Vec<ExportedSession>,
     /// Every audit entry about the caller, oldest first (see `audit::erase`).
@@ -59,6 +61,21 @@ pub struct ExportedSession {
     pub current: bool,
 }
 
+/// The account's stored state that API.md's user shape leaves out.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportedAccount {
+    #[schema(format = "date-time")]
+    pub email_verified_at: Option<String>,
+    #[schema(format = "date-time")]
+    pub last_login_at: Option<String>,
+    /// Consecutive wrong passwords since the last successful login.
+    pub failed_logins: i64,
+    #[schema(format = "date-time")]
+    pub locked_at: Option<String>,
+    #[schema(format = "date-time")]
+    pub disabled_at: Option<String>,
+}
+
 /// MFA enrolment: nothing until MFA exists.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportedMfa {
@@ -74,6 +91,12 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
         .await?
         .ok_or(AppError::NotFound)?;
     user.roles = roles::of_user(&mut *tx, user.id).await?;
+    let (last_login_at, failed_logins): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT last_login_at, CAST(failed_logins AS BIGINT) FROM users WHERE id = $1",
+    )
+    .bind(user.id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
     let stored = sessions::list_all(&mut tx, user.id).await?;
     let ids: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
     let uid = user.id.to_string();
@@ -88,6 +111,13 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
     let current = caller.session_id.to_string();
     Ok(Export {
         user: UserView::from(&user),
+        account: ExportedAccount {
+            email_verified_at: user.email_verified_at.map(rfc3339),
+            last_login_at: last_login_at.map(rfc3339),
+            failed_logins,
+            locked_at: user.locked_at.map(rfc3339),
+            disabled_at: user.disabled_at.map(rfc3339),
+        },
         sessions: stored
             .into_iter()
             .map(|s| ExportedSession {

@@ -469,3 +469,20 @@ async fn an_admin_may_delete_itself_while_another_enabled_admin_remains() {
     .await;
     assert_eq!(slug(&body), "last-admin");
 }
+
+#[tokio::test]
+async fn the_export_holds_the_stored_account_state_the_user_shape_leaves_out() {
+    let app = spawn_app().await;
+    let email = format!("state-{}@example.com", uuid::Uuid::new_v4().simple());
+    let tokens = person(&app, &email, "Stated").await;
+    problem(app.login(&email, "not the password at all").await, 401).await;
+
+    let doc = export(&app, &tokens.access_token).await;
+    let account = &doc["account"];
+    let last_login = account["last_login_at"].as_str().expect("last login time");
+    assert!(last_login.ends_with('Z'), "{account}");
+    assert_eq!(account["failed_logins"], 1, "{account}");
+    assert_eq!(account["locked_at"], Value::Null, "{account}");
+    assert_eq!(account["disabled_at"], Value::Null, "{account}");
+    assert_eq!(account["email_verified_at"], Value::Null, "{account}");
+}
