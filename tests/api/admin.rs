@@ -1261,3 +1261,74 @@ async fn a_search_with_a_control_character_is_a_400_naming_q() {
         assert_eq!(r.status(), 200, "{path}");
     }
 }
+
+/// Live sessions of account `id`, straight from the database.
+async fn live_sessions(app: &TestApp, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_login_racing_a_disable_does_not_leave_the_disabled_account_a_session() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    // The disable lands at different points of the login's password check. A fresh account
+    // each time, so that one refused login's backoff does not answer the next.
+    for delay_ms in [0u64, 1, 2, 4, 8, 12, 16, 24, 32, 48] {
+        let email = format!("racer{delay_ms}@example.com");
+        let (id, _) = user(&app, &email, None).await;
+        let (login, disabled) = tokio::join!(app.login(&email, PASSWORD), async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            patch(&app, t, &id, json!({"disabled": true})).await
+        });
+        assert_eq!(disabled.status(), 200);
+        let status = login.status().as_u16();
+        assert!(status == 200 || status == 401, "login answered {status}");
+        if status == 200 {
+            let pair: TokenPair = login.json().await.unwrap();
+            problem(app.me(&pair.access_token).await, 401).await;
+        }
+        assert_eq!(
+            live_sessions(&app, &id).await,
+            0,
+            "a disabled account kept a session (disable after {delay_ms} ms)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_login_racing_an_erasure_is_refused_not_a_server_error() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    for delay_ms in [0u64, 1, 2, 4, 8, 12, 16, 24, 32, 48] {
+        let email = format!("gone{delay_ms}@example.com");
+        let (id, _) = user(&app, &email, None).await;
+        let (login, erased) = tokio::join!(app.login(&email, PASSWORD), async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            call(
+                &app,
+                Method::DELETE,
+                &format!("/api/v1/admin/users/{id}"),
+                t,
+                None,
+            )
+            .await
+        });
+        assert_eq!(erased.status(), 204);
+        let status = login.status().as_u16();
+        assert!(
+            status == 200 || status == 401,
+            "login answered {status} (erasure after {delay_ms} ms)"
+        );
+        if status == 200 {
+            let pair: TokenPair = login.json().await.unwrap();
+            problem(app.me(&pair.access_token).await, 401).await;
+        }
+        assert_eq!(live_sessions(&app, &id).await, 0);
+    }
+}
