@@ -192,6 +192,9 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let mut tx = app.store.begin_write().await?;
             // Locks the admins first (see roles), then reads the account under that lock.
             let other_admins = roles::enabled_admins_other_than(&mut tx, id).await?;
+            // A login racing the erasure commits before the audit entries are read, or waits
+            // and finds no account: none of it escapes the erasure.
+            store::lock(&mut tx, id).await?;
             let user: User = store::find_by_id(&mut *tx, id)
                 .await?
                 .ok_or(AppError::NotFound)?;

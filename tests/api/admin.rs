@@ -1330,5 +1330,16 @@ async fn a_login_racing_an_erasure_is_refused_not_a_server_error() {
             problem(app.me(&pair.access_token).await, 401).await;
         }
         assert_eq!(live_sessions(&app, &id).await, 0);
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE (actor_id = $1 OR target_id = $1) AND action <> 'user_erased' AND (ip IS NOT NULL OR user_agent IS NOT NULL OR personal IS NOT NULL)",
+        )
+        .bind(&id)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            kept, 0,
+            "an entry about {id} kept an address (erasure after {delay_ms} ms)"
+        );
     }
 }
