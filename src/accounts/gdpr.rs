@@ -242,6 +242,8 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             // No IP or user agent of the person erased; an admin's are the admin's own.
             let entry = match &eraser {
                 Eraser::Owner(_) => Entry::new(Action::UserErased).actor(id),
+                // An admin erasing itself is the person erased: its address goes too.
+                Eraser::Admin(admin, _) if *admin == id => Entry::new(Action::UserErased).actor(id),
                 Eraser::Admin(admin, client) => {
                     Entry::new(Action::UserErased).actor(*admin).client(client)
                 }
