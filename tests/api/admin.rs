@@ -1343,3 +1343,29 @@ async fn a_login_racing_an_erasure_is_refused_not_a_server_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_cli_disable_ends_the_sessions_of_a_running_service_as_documented() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "cli-off@example.com", None).await;
+    assert_eq!(app.me(&tokens.access_token).await.status(), 200);
+    let (ok, out, err) = app
+        .cli(&["user", "disable", "--email", "cli-off@example.com"])
+        .await;
+    assert!(ok, "{out}{err}");
+    if app.state.store.backend() == portvakt::store::Backend::Postgres {
+        // Announced to every instance: at once.
+        let ended = crate::helpers::eventually(std::time::Duration::from_millis(500), || async {
+            app.me(&tokens.access_token).await.status() == 401
+        })
+        .await;
+        assert!(ended, "the token still works after a CLI disable");
+    } else {
+        // Another process: the running service notices within its cache lifetime (5 s).
+        let ended = crate::helpers::eventually(std::time::Duration::from_secs(7), || async {
+            app.me(&tokens.access_token).await.status() == 401
+        })
+        .await;
+        assert!(ended, "the token still works after the cache lifetime");
+    }
+}
