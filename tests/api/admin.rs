@@ -1369,3 +1369,22 @@ async fn a_cli_disable_ends_the_sessions_of_a_running_service_as_documented() {
         assert!(ended, "the token still works after the cache lifetime");
     }
 }
+
+#[tokio::test]
+async fn cli_set_role_without_roles_is_refused_rather_than_stripping_every_role() {
+    let app = spawn_app().await;
+    let (id, _) = admin(&app, "first@example.com").await;
+    admin(&app, "second@example.com").await;
+    let (ok, out, err) = app
+        .cli(&["user", "set-role", "--email", "first@example.com"])
+        .await;
+    assert!(!ok, "set-role without --roles succeeded: {out}");
+    assert!(err.contains("--roles"), "{err}");
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+            .bind(&id)
+            .fetch_all(app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(roles, ["admin", "user"]);
+}
