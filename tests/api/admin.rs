@@ -1388,3 +1388,43 @@ async fn cli_set_role_without_roles_is_refused_rather_than_stripping_every_role(
             .unwrap();
     assert_eq!(roles, ["admin", "user"]);
 }
+
+#[tokio::test]
+async fn assigning_a_role_while_it_is_deleted_is_not_a_server_error() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    let (id, _) = user(&app, "holder@example.com", None).await;
+    for round in 0..15u64 {
+        let created = call(
+            &app,
+            Method::POST,
+            "/api/v1/admin/roles",
+            t,
+            Some(json!({"name": "fleeting", "permissions": ["users:read"]})),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+        let (assigned, deleted) = tokio::join!(
+            patch(&app, t, &id, json!({"roles": ["user", "fleeting"]})),
+            async {
+                tokio::time::sleep(std::time::Duration::from_micros(round * 300)).await;
+                call(
+                    &app,
+                    Method::DELETE,
+                    "/api/v1/admin/roles/fleeting",
+                    t,
+                    None,
+                )
+                .await
+            }
+        );
+        assert_eq!(deleted.status(), 204);
+        let status = assigned.status().as_u16();
+        assert!(
+            status == 200 || status == 400,
+            "assignment answered {status} (round {round})"
+        );
+        ok_json(patch(&app, t, &id, json!({"roles": ["user"]})).await, 200).await;
+    }
+}
