@@ -131,8 +131,8 @@ enum UserCommand {
     SetRole {
         #[arg(long)]
         email: String,
-        /// Comma-separated role names, e.g. `admin` or `support,auditor`.
-        #[arg(long, value_delimiter = ',')]
+        /// Comma-separated role names, e.g. `admin` or `support,auditor`; `user` alone for none.
+        #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
     },
     /// Erase an account and its personal data, as `DELETE /api/v1/admin/users/{id}` does.

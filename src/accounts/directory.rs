@@ -75,6 +75,10 @@ impl Prefix {
         if q.chars().count() > 254 {
             return Err("must be at most 254 characters");
         }
+        // No email or name holds one, and PostgreSQL refuses a NUL in text.
+        if q.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
         Ok((!q.is_empty()).then(|| Prefix(q.to_lowercase())))
     }
 

@@ -27,6 +27,8 @@ use crate::store::{now_micros, rfc3339};
 #[schema(as = Export)]
 pub struct Export {
     pub user: UserView,
+    /// What is stored about the account beyond the user shape.
+    pub account: ExportedAccount,
     /// Every session still on record: live, revoked and expired ones.
     pub sessions: Vec<ExportedSession>,
     /// Every audit entry about the caller, oldest first (see `audit::erase`).
@@ -59,6 +61,21 @@ pub struct ExportedSession {
     pub current: bool,
 }
 
+/// The account's stored state that API.md's user shape leaves out.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportedAccount {
+    #[schema(format = "date-time")]
+    pub email_verified_at: Option<String>,
+    #[schema(format = "date-time")]
+    pub last_login_at: Option<String>,
+    /// Consecutive wrong passwords since the last successful login.
+    pub failed_logins: i64,
+    #[schema(format = "date-time")]
+    pub locked_at: Option<String>,
+    #[schema(format = "date-time")]
+    pub disabled_at: Option<String>,
+}
+
 /// MFA enrolment: nothing until MFA exists.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportedMfa {
@@ -74,6 +91,12 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
         .await?
         .ok_or(AppError::NotFound)?;
     user.roles = roles::of_user(&mut *tx, user.id).await?;
+    let (last_login_at, failed_logins): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT last_login_at, CAST(failed_logins AS BIGINT) FROM users WHERE id = $1",
+    )
+    .bind(user.id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
     let stored = sessions::list_all(&mut tx, user.id).await?;
     let ids: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
     let uid = user.id.to_string();
@@ -88,6 +111,13 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
     let current = caller.session_id.to_string();
     Ok(Export {
         user: UserView::from(&user),
+        account: ExportedAccount {
+            email_verified_at: user.email_verified_at.map(rfc3339),
+            last_login_at: last_login_at.map(rfc3339),
+            failed_logins,
+            locked_at: user.locked_at.map(rfc3339),
+            disabled_at: user.disabled_at.map(rfc3339),
+        },
         sessions: stored
             .into_iter()
             .map(|s| ExportedSession {
@@ -162,9 +192,15 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let mut tx = app.store.begin_write().await?;
             // Locks the admins first (see roles), then reads the account under that lock.
             let other_admins = roles::enabled_admins_other_than(&mut tx, id).await?;
+            // A login racing the erasure commits before the audit entries are read, or waits
+            // and finds no account: none of it escapes the erasure.
+            store::lock(&mut tx, id).await?;
             let user: User = store::find_by_id(&mut *tx, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
+            if let Eraser::Admin(admin, _) = &eraser {
+                roles::ensure_covers(&mut tx, *admin, id).await?;
+            }
             if let Eraser::Owner(verified) = &eraser
                 && *verified != user.password_hash
             {
@@ -206,6 +242,8 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             // No IP or user agent of the person erased; an admin's are the admin's own.
             let entry = match &eraser {
                 Eraser::Owner(_) => Entry::new(Action::UserErased).actor(id),
+                // An admin erasing itself is the person erased: its address goes too.
+                Eraser::Admin(admin, _) if *admin == id => Entry::new(Action::UserErased).actor(id),
                 Eraser::Admin(admin, client) => {
                     Entry::new(Action::UserErased).actor(*admin).client(client)
                 }

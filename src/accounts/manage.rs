@@ -71,6 +71,9 @@ pub async fn update(
             let user = store::find_by_id(&mut *tx, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
+            if let Actor::Admin { user: admin, .. } = &actor {
+                roles::ensure_covers(&mut tx, *admin, id).await?;
+            }
             let held = roles::of_user(&mut *tx, id).await?;
             let was_enabled_admin = user.disabled_at.is_none() && held.iter().any(|r| r == ADMIN);
             let now = now_micros();
@@ -187,6 +190,13 @@ async fn set_roles(
     if added.is_empty() && removed.is_empty() {
         return Ok(None);
     }
+    let mut moved = Vec::new();
+    for role in added.iter().chain(&removed) {
+        if let Some(r) = roles::store::find(conn, role).await? {
+            moved.extend(r.permissions);
+        }
+    }
+    roles::ensure_holds(conn, actor, &moved).await?;
     for role in &added {
         roles::assign(conn, id, role).await?;
     }
@@ -209,6 +219,9 @@ pub async fn revoke_sessions(app: &AppState, id: UserId, actor: Actor) -> Result
             let mut tx = app.store.begin_write().await?;
             if store::find_by_id(&mut *tx, id).await?.is_none() {
                 return Err(AppError::NotFound);
+            }
+            if let Actor::Admin { user: admin, .. } = &actor {
+                roles::ensure_covers(&mut tx, *admin, id).await?;
             }
             let revoked =
                 sessions::revoke_all_of_user(&app.store, &mut tx, id, None, "revoked_by_admin")

@@ -125,17 +125,33 @@ pub async fn upgrade_password_hash<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub async fn record_login(
-    conn: &mut AnyConnection,
-    id: UserId,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET last_login_at = $1, failed_logins = 0 WHERE id = $2")
-        .bind(now)
+/// Row-locks the account until the transaction ends (PostgreSQL; SQLite's write transaction
+/// already excludes every other writer), so that a login committing at the same time either
+/// finishes first and is seen, or waits and finds the account gone.
+pub async fn lock(conn: &mut AnyConnection, id: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
         .bind(id.to_string())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records a successful login if the account still exists and is neither disabled nor locked,
+/// and returns whether it did. The password was checked on an earlier read; a disable, lock
+/// or erasure committed meanwhile must win (on PostgreSQL this update waits for it).
+pub async fn record_login(
+    conn: &mut AnyConnection,
+    id: UserId,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET last_login_at = $1, failed_logins = 0 WHERE id = $2 AND disabled_at IS NULL AND locked_at IS NULL",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Counts a failed login against an existing account and locks it when `threshold` (> 0)

@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 204, description = "Erased: the account, its roles, sessions and refresh tokens are gone; audit entries about it keep only its random id."),
-        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The account is the last enabled admin (slug `last-admin`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]

@@ -107,7 +107,7 @@ pub async fn list(
     request_body = CreateRoleRequest,
     responses(
         (status = 201, description = "The role was created.", body = RoleView),
-        (status = 403, description = "The caller lacks `roles:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `roles:write`, or one of the permissions it would grant (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "The admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "A role of this name exists (slug `role-exists`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -138,7 +138,7 @@ pub async fn create(
     request_body = UpdateRoleRequest,
     responses(
         (status = 200, description = "The role with its new permissions.", body = RoleView),
-        (status = 403, description = "The caller lacks `roles:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `roles:write`, or one of the permissions it would add or remove (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such role, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Built-in roles cannot be changed (slug `builtin-role`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -167,7 +167,7 @@ pub async fn update(
     params(("name" = String, Path, description = "The role name.")),
     responses(
         (status = 204, description = "The role is gone."),
-        (status = 403, description = "The caller lacks `roles:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `roles:write`, or one of the role's permissions (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such role, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Built-in roles cannot be deleted (slug `builtin-role`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]

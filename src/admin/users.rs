@@ -169,7 +169,7 @@ impl UpdateUserRequest {
     responses(
         (status = 200, description = "The updated account.", body = AdminUserView),
         (status = 400, description = "A field is invalid, or `roles` names a role that does not exist (`errors` names the field).", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, a permission the account holds, or a permission of a role it would assign or remove (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The email belongs to another account (slug `email-taken`), or the change would leave no enabled admin (slug `last-admin`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -198,7 +198,7 @@ pub async fn update(
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 204, description = "Every session of the account has ended."),
-        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_sessions(

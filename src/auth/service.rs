@@ -86,6 +86,17 @@ pub async fn login(
     }
 
     let mut tx = app.store.begin_write().await?;
+    if !accounts::record_login(&mut tx, user.id, now_micros()).await? {
+        // Disabled, locked or erased while the password was checked: refused like those.
+        tx.rollback().await?;
+        let now = accounts::find_by_id(app.store.pool(), user.id).await?;
+        let (reason, id) = match &now {
+            Some(u) if u.disabled_at.is_some() => ("disabled", Some(u.id)),
+            Some(u) => ("locked", Some(u.id)),
+            None => ("unknown_email", None),
+        };
+        return Err(failed(app, attempt, &client, reason, id, email).await);
+    }
     let created = sessions::create(
         &mut tx,
         user.id,
@@ -94,7 +105,6 @@ pub async fn login(
         app.config.refresh_token_ttl,
     )
     .await?;
-    accounts::record_login(&mut tx, user.id, now_micros()).await?;
     let roles = roles::of_user(&mut *tx, user.id).await?;
     let entry = Entry::new(Action::Login)
         .actor(user.id)

@@ -115,6 +115,12 @@ async fn write_batch(
     let mut created = 0u64;
     let mut updated = Vec::new();
     for (line, row) in batch.iter() {
+        if write::demotes_last_admin(&mut tx, row).await? {
+            summary.rejected.push(format!(
+                "line {line}: roles: this is the last enabled admin; it keeps `admin`"
+            ));
+            continue;
+        }
         match write::upsert(&mut tx, row, now).await.with_context(|| {
             format!("line {line}: writing the user failed; lines before {first} were imported")
         })? {

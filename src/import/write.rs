@@ -4,6 +4,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::row::Row;
 use crate::accounts::UserId;
+use crate::roles;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -56,6 +57,27 @@ pub async fn upsert(conn: &mut AnyConnection, row: &Row, now: i64) -> Result<Wri
             .await?;
     }
     Ok(written)
+}
+
+/// Whether writing `row` would take `admin` from the last enabled admin, which no change may
+/// do (`user set-role` and the admin API refuse it too). Takes the admin lock (see `roles`)
+/// before reading.
+pub async fn demotes_last_admin(conn: &mut AnyConnection, row: &Row) -> Result<bool, sqlx::Error> {
+    if row.roles.iter().any(|r| r == roles::ADMIN) {
+        return Ok(false);
+    }
+    roles::store::lock_admins(&mut *conn).await?;
+    let admin: Option<String> = sqlx::query_scalar(
+        "SELECT u.id FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.email_key = $1 AND r.role = $2 AND u.disabled_at IS NULL",
+    )
+    .bind(row.email.key())
+    .bind(roles::ADMIN)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(id) = admin.as_deref().and_then(UserId::parse) else {
+        return Ok(false);
+    };
+    Ok(roles::enabled_admins_other_than(conn, id).await? == 0)
 }
 
 /// The names of every role that exists (built-in and custom).

@@ -35,6 +35,58 @@ pub fn grants(held: &[(String, Vec<Permission>)], permission: Permission) -> boo
         .any(|(role, perms)| role == ADMIN || perms.contains(&permission))
 }
 
+/// Every permission the roles held grant (all of them with `admin`).
+pub fn granted(held: &[(String, Vec<Permission>)]) -> Vec<Permission> {
+    Permission::ALL
+        .iter()
+        .copied()
+        .filter(|p| grants(held, *p))
+        .collect()
+}
+
+/// Fails with 403 unless `actor` holds every one of `permissions` now (read in the caller's
+/// write transaction). Nobody hands out or takes away a permission they do not hold: else
+/// `roles:write` could widen its own role, and `users:write` could assign `admin`, and either
+/// would be every permission. The operator at the CLI holds everything.
+pub async fn ensure_holds(
+    conn: &mut AnyConnection,
+    actor: &service::Actor,
+    permissions: &[Permission],
+) -> Result<(), AppError> {
+    match actor {
+        service::Actor::Admin { user, .. } => user_holds(conn, *user, permissions).await,
+        service::Actor::Operator => Ok(()),
+    }
+}
+
+/// Fails with 403 unless `admin` holds every permission account `target` holds: a holder of
+/// `users:write` cannot edit, disable, sign out or erase an account more powerful than its
+/// own (an admin's), which would be a takeover or a lockout of those above it.
+pub async fn ensure_covers(
+    conn: &mut AnyConnection,
+    admin: UserId,
+    target: UserId,
+) -> Result<(), AppError> {
+    let theirs = granted(&store::grants_of_user(&mut *conn, target).await?);
+    user_holds(conn, admin, &theirs).await
+}
+
+async fn user_holds(
+    conn: &mut AnyConnection,
+    user: UserId,
+    permissions: &[Permission],
+) -> Result<(), AppError> {
+    let held = granted(&store::grants_of_user(&mut *conn, user).await?);
+    if let Some(missing) = permissions.iter().find(|p| !held.contains(p)) {
+        tracing::info!(
+            permission = missing.as_str(),
+            "refused to grant or take away a permission the caller lacks"
+        );
+        return Err(AppError::Forbidden);
+    }
+    Ok(())
+}
+
 /// Lets `user` through if its roles, read now from the database rather than from its
 /// token, grant `permission`: a demotion applies to admin actions at once.
 pub async fn require(store: &Store, user: UserId, permission: Permission) -> Result<(), AppError> {

@@ -53,6 +53,7 @@ pub async fn create(
 ) -> Result<Role, AppError> {
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
+        super::ensure_holds(&mut tx, &actor, &permissions).await?;
         match store::insert(&mut tx, name.as_str(), &permissions, now_micros()).await {
             Ok(()) => {}
             Err(e) if is_unique_violation(&e) => {
@@ -93,6 +94,12 @@ pub async fn update(
         let before = store::find(&mut tx, name.as_str())
             .await?
             .ok_or(AppError::NotFound)?;
+        let changed: Vec<Permission> = Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| permissions.contains(p) != before.permissions.contains(p))
+            .collect();
+        super::ensure_holds(&mut tx, &actor, &changed).await?;
         store::set_permissions(&mut tx, name.as_str(), &permissions).await?;
         let entry = actor
             .entry(Action::RoleUpdated)
@@ -118,6 +125,10 @@ pub async fn delete(app: &AppState, name: RoleName, actor: Actor) -> Result<(), 
     let holders = app
         .to_completion(move |app| async move {
             let mut tx = app.store.begin_write().await?;
+            let role = store::find(&mut tx, name.as_str())
+                .await?
+                .ok_or(AppError::NotFound)?;
+            super::ensure_holds(&mut tx, &actor, &role.permissions).await?;
             let holders = store::holders(&mut tx, name.as_str()).await?;
             if !store::delete(&mut tx, name.as_str()).await? {
                 return Err(AppError::NotFound);

@@ -151,18 +151,23 @@ pub async fn holders(conn: &mut AnyConnection, name: &str) -> Result<Vec<String>
         .await
 }
 
-/// Which of `names` exist as roles.
+/// Which of `names` exist as roles, each row-locked until the transaction ends (a no-op
+/// update; PostgreSQL): a role deleted at the same time is either gone here, or its deletion
+/// waits and then takes the assignment with it. A plain read let the assignment's insert
+/// fail on the foreign key.
 pub async fn existing(
     conn: &mut AnyConnection,
     names: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut found = Vec::new();
     for name in names {
-        let hit: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE name = $1")
+        let hit = sqlx::query("UPDATE roles SET builtin = builtin WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *conn)
+            .execute(&mut *conn)
             .await?;
-        found.extend(hit);
+        if hit.rows_affected() == 1 {
+            found.push(name.clone());
+        }
     }
     Ok(found)
 }

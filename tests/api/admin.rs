@@ -1018,3 +1018,413 @@ async fn the_audit_query_filters_by_actor_action_and_time_newest_first() {
         assert_eq!(body["errors"][0]["field"], field, "{q}");
     }
 }
+
+/// Gives `id` a new custom role `name` with `permissions`, as the admin `token`.
+async fn grant_custom_role(app: &TestApp, token: &str, id: &str, name: &str, permissions: Value) {
+    let created = call(
+        app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        token,
+        Some(json!({"name": name, "permissions": permissions})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    ok_json(
+        patch(app, token, id, json!({"roles": ["user", name]})).await,
+        200,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn roles_write_cannot_grant_permissions_its_holder_lacks() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let (keeper_id, keeper) = user(&app, "keeper@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &keeper_id,
+        "keeper",
+        json!(["roles:read", "roles:write"]),
+    )
+    .await;
+    let k = &keeper.access_token;
+
+    // Widening its own role would make it anything it likes (users:write, then admin).
+    let widened = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/roles/keeper",
+        k,
+        Some(json!({"permissions": ["roles:read", "roles:write", "users:write"]})),
+    )
+    .await;
+    assert_eq!(slug(&problem(widened, 403).await), "forbidden");
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        k,
+        Some(json!({"name": "mighty", "permissions": ["users:write", "keys:rotate"]})),
+    )
+    .await;
+    assert_eq!(slug(&problem(created, 403).await), "forbidden");
+    problem(
+        call(&app, Method::GET, "/api/v1/admin/users", k, None).await,
+        403,
+    )
+    .await;
+
+    // What it holds itself it may hand out.
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/roles",
+        k,
+        Some(json!({"name": "viewer", "permissions": ["roles:read"]})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let list = ok_json(
+        call(&app, Method::GET, "/api/v1/admin/roles", k, None).await,
+        200,
+    )
+    .await;
+    let keeper_role = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "keeper")
+        .unwrap();
+    assert_eq!(
+        keeper_role["permissions"],
+        json!(["roles:read", "roles:write"])
+    );
+}
+
+#[tokio::test]
+async fn users_write_cannot_assign_or_remove_a_role_beyond_its_holders_permissions() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let (support_id, support) = user(&app, "support@example.com", None).await;
+    let (other_id, _) = user(&app, "other@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &support_id,
+        "support",
+        json!(["users:read", "users:write"]),
+    )
+    .await;
+    let s = &support.access_token;
+
+    for (id, roles) in [
+        (&support_id, json!(["user", "support", "admin"])),
+        (&other_id, json!(["user", "admin"])),
+        (&root_id, json!(["user"])),
+    ] {
+        let body = problem(patch(&app, s, id, json!({ "roles": roles })).await, 403).await;
+        assert_eq!(slug(&body), "forbidden", "{roles}");
+    }
+    let me: Value = app.me(s).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["support", "user"]));
+    let root_now = ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{root_id}"),
+            s,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(root_now["roles"], json!(["admin", "user"]));
+
+    // Roles within its own permissions it may assign.
+    let other = ok_json(
+        patch(&app, s, &other_id, json!({"roles": ["user", "support"]})).await,
+        200,
+    )
+    .await;
+    assert_eq!(other["roles"], json!(["support", "user"]));
+}
+
+#[tokio::test]
+async fn users_write_cannot_act_on_an_account_holding_permissions_its_holder_lacks() {
+    let app = spawn_app().await;
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let (second_id, second) = admin(&app, "second@example.com").await;
+    let (support_id, support) = user(&app, "support@example.com", None).await;
+    let (plain_id, _) = user(&app, "plain@example.com", None).await;
+    grant_custom_role(
+        &app,
+        &root.access_token,
+        &support_id,
+        "support",
+        json!(["users:read", "users:write"]),
+    )
+    .await;
+    let s = &support.access_token;
+
+    for body in [
+        json!({"disabled": true}),
+        json!({"email": "support+takeover@example.com"}),
+        json!({"name": "pwned"}),
+    ] {
+        let answer = problem(patch(&app, s, &root_id, body.clone()).await, 403).await;
+        assert_eq!(slug(&answer), "forbidden", "{body}");
+    }
+    let revoke = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{second_id}/sessions/revoke"),
+        s,
+        None,
+    )
+    .await;
+    problem(revoke, 403).await;
+    let delete = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{second_id}"),
+        s,
+        None,
+    )
+    .await;
+    problem(delete, 403).await;
+
+    // The admins are untouched and still signed in.
+    let root_now = ok_json(
+        call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/admin/users/{root_id}"),
+            &root.access_token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(root_now["email"], "root@example.com");
+    assert_eq!(root_now["name"], Value::Null);
+    assert_eq!(root_now["disabled"], false);
+    assert_eq!(app.me(&second.access_token).await.status(), 200);
+
+    // Accounts within its own permissions it manages as before.
+    let plain = ok_json(
+        patch(
+            &app,
+            s,
+            &plain_id,
+            json!({"name": "Plain", "disabled": true}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(plain["disabled"], true);
+    let delete = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{plain_id}"),
+        s,
+        None,
+    )
+    .await;
+    assert_eq!(delete.status(), 204);
+}
+
+#[tokio::test]
+async fn a_search_with_a_control_character_is_a_400_naming_q() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    // PostgreSQL refuses a NUL in text outright: that was a 500.
+    for q in ["%00", "a%00b", "ro%07"] {
+        let path = format!("/api/v1/admin/users?q={q}");
+        let body = problem(call(&app, Method::GET, &path, t, None).await, 400).await;
+        assert_eq!(body["errors"][0]["field"], "q", "{q}");
+    }
+    for path in [
+        "/api/v1/admin/users?q=%5C",
+        "/api/v1/admin/users?q=%FF%FE",
+        "/api/v1/admin/users?page=2147483647&per_page=200",
+        "/api/v1/admin/audit?page=2147483647&per_page=200",
+        "/api/v1/admin/audit?since=9999-12-31T23:59:59Z&until=0000-01-01T00:00:00Z",
+    ] {
+        let r = call(&app, Method::GET, path, t, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+/// Live sessions of account `id`, straight from the database.
+async fn live_sessions(app: &TestApp, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_login_racing_a_disable_does_not_leave_the_disabled_account_a_session() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    // The disable lands at different points of the login's password check. A fresh account
+    // each time, so that one refused login's backoff does not answer the next.
+    for delay_ms in [0u64, 1, 2, 4, 8, 12, 16, 24, 32, 48] {
+        let email = format!("racer{delay_ms}@example.com");
+        let (id, _) = user(&app, &email, None).await;
+        let (login, disabled) = tokio::join!(app.login(&email, PASSWORD), async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            patch(&app, t, &id, json!({"disabled": true})).await
+        });
+        assert_eq!(disabled.status(), 200);
+        let status = login.status().as_u16();
+        assert!(status == 200 || status == 401, "login answered {status}");
+        if status == 200 {
+            let pair: TokenPair = login.json().await.unwrap();
+            problem(app.me(&pair.access_token).await, 401).await;
+        }
+        assert_eq!(
+            live_sessions(&app, &id).await,
+            0,
+            "a disabled account kept a session (disable after {delay_ms} ms)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_login_racing_an_erasure_is_refused_not_a_server_error() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    for delay_ms in [0u64, 1, 2, 4, 8, 12, 16, 24, 32, 48] {
+        let email = format!("gone{delay_ms}@example.com");
+        let (id, _) = user(&app, &email, None).await;
+        let (login, erased) = tokio::join!(app.login(&email, PASSWORD), async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            call(
+                &app,
+                Method::DELETE,
+                &format!("/api/v1/admin/users/{id}"),
+                t,
+                None,
+            )
+            .await
+        });
+        assert_eq!(erased.status(), 204);
+        let status = login.status().as_u16();
+        assert!(
+            status == 200 || status == 401,
+            "login answered {status} (erasure after {delay_ms} ms)"
+        );
+        if status == 200 {
+            let pair: TokenPair = login.json().await.unwrap();
+            problem(app.me(&pair.access_token).await, 401).await;
+        }
+        assert_eq!(live_sessions(&app, &id).await, 0);
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE (actor_id = $1 OR target_id = $1) AND action <> 'user_erased' AND (ip IS NOT NULL OR user_agent IS NOT NULL OR personal IS NOT NULL)",
+        )
+        .bind(&id)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            kept, 0,
+            "an entry about {id} kept an address (erasure after {delay_ms} ms)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cli_disable_ends_the_sessions_of_a_running_service_as_documented() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "cli-off@example.com", None).await;
+    assert_eq!(app.me(&tokens.access_token).await.status(), 200);
+    let (ok, out, err) = app
+        .cli(&["user", "disable", "--email", "cli-off@example.com"])
+        .await;
+    assert!(ok, "{out}{err}");
+    if app.state.store.backend() == portvakt::store::Backend::Postgres {
+        // Announced to every instance: at once.
+        let ended = crate::helpers::eventually(std::time::Duration::from_millis(500), || async {
+            app.me(&tokens.access_token).await.status() == 401
+        })
+        .await;
+        assert!(ended, "the token still works after a CLI disable");
+    } else {
+        // Another process: the running service notices within its cache lifetime (5 s).
+        let ended = crate::helpers::eventually(std::time::Duration::from_secs(7), || async {
+            app.me(&tokens.access_token).await.status() == 401
+        })
+        .await;
+        assert!(ended, "the token still works after the cache lifetime");
+    }
+}
+
+#[tokio::test]
+async fn cli_set_role_without_roles_is_refused_rather_than_stripping_every_role() {
+    let app = spawn_app().await;
+    let (id, _) = admin(&app, "first@example.com").await;
+    admin(&app, "second@example.com").await;
+    let (ok, out, err) = app
+        .cli(&["user", "set-role", "--email", "first@example.com"])
+        .await;
+    assert!(!ok, "set-role without --roles succeeded: {out}");
+    assert!(err.contains("--roles"), "{err}");
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+            .bind(&id)
+            .fetch_all(app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(roles, ["admin", "user"]);
+}
+
+#[tokio::test]
+async fn assigning_a_role_while_it_is_deleted_is_not_a_server_error() {
+    let app = spawn_app().await;
+    let (_, root) = admin(&app, "root@example.com").await;
+    let t = &root.access_token;
+    let (id, _) = user(&app, "holder@example.com", None).await;
+    for round in 0..15u64 {
+        let created = call(
+            &app,
+            Method::POST,
+            "/api/v1/admin/roles",
+            t,
+            Some(json!({"name": "fleeting", "permissions": ["users:read"]})),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+        let (assigned, deleted) = tokio::join!(
+            patch(&app, t, &id, json!({"roles": ["user", "fleeting"]})),
+            async {
+                tokio::time::sleep(std::time::Duration::from_micros(round * 300)).await;
+                call(
+                    &app,
+                    Method::DELETE,
+                    "/api/v1/admin/roles/fleeting",
+                    t,
+                    None,
+                )
+                .await
+            }
+        );
+        assert_eq!(deleted.status(), 204);
+        let status = assigned.status().as_u16();
+        assert!(
+            status == 200 || status == 400,
+            "assignment answered {status} (round {round})"
+        );
+        ok_json(patch(&app, t, &id, json!({"roles": ["user"]})).await, 200).await;
+    }
+}

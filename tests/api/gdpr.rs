@@ -469,3 +469,57 @@ async fn an_admin_may_delete_itself_while_another_enabled_admin_remains() {
     .await;
     assert_eq!(slug(&body), "last-admin");
 }
+
+#[tokio::test]
+async fn the_export_holds_the_stored_account_state_the_user_shape_leaves_out() {
+    let app = spawn_app().await;
+    let email = format!("state-{}@example.com", uuid::Uuid::new_v4().simple());
+    let tokens = person(&app, &email, "Stated").await;
+    problem(app.login(&email, "not the password at all").await, 401).await;
+
+    let doc = export(&app, &tokens.access_token).await;
+    let account = &doc["account"];
+    let last_login = account["last_login_at"].as_str().expect("last login time");
+    assert!(last_login.ends_with('Z'), "{account}");
+    assert_eq!(account["failed_logins"], 1, "{account}");
+    assert_eq!(account["locked_at"], Value::Null, "{account}");
+    assert_eq!(account["disabled_at"], Value::Null, "{account}");
+    assert_eq!(account["email_verified_at"], Value::Null, "{account}");
+}
+
+#[tokio::test]
+async fn an_admin_deleting_itself_leaves_no_address_or_browser_of_its_own() {
+    let app = spawn_app().await;
+    app.admin(&format!(
+        "other-{}@example.com",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .await;
+    let email = format!("self-{}@example.com", uuid::Uuid::new_v4().simple());
+    let tokens = person(&app, &email, "Selfless Admin").await;
+    let id = user_id(&app, &tokens.access_token).await;
+    sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, 'admin')")
+        .bind(&id)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+
+    let own = format!("/api/v1/admin/users/{id}");
+    let deleted = app
+        .send(
+            app.authed(Method::DELETE, &own, &tokens.access_token)
+                .header("user-agent", BROWSER),
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    // The erased person was the admin: the erasure's own entry is about them too.
+    assert_erased(&app, &id, &email, "Selfless Admin", &tokens).await;
+    let erased_entry: (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT ip, user_agent FROM audit_log WHERE action = 'user_erased' AND target_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(erased_entry, (None, None));
+}

@@ -123,7 +123,7 @@ async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
          cy@example.com,Cy,{GOOD},superuser,,\n\
          dee@example.com,Dee,$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE,,,\n\
          eve@example.com,\"Eve, with a comma\",{pbkdf2},,,no\n\
-         ADA@example.com,Ada Again,{GOOD},,,true\n\
+         ADA@example.com,Ada Again,{GOOD},admin,,true\n\
          fay@example.com,Fay,{GOOD},,yesterday,\n"
     );
     let file = write(&app, "users.csv", &csv);
@@ -144,14 +144,15 @@ async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
         "no hash in messages: {err}"
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 2);
-    // Line 8 updated line 2's account (same email, other case): roles as listed there.
+    // Line 8 updated line 2's account (same email, other case): roles as listed there (an
+    // import may not take `admin` from the last enabled admin).
     let ada = app
         .login_ok("ada@example.com", "correct horse battery staple")
         .await;
     let me: Value = app.me(&ada.access_token).await.json().await.unwrap();
     assert_eq!(me["name"], "Ada Again");
     assert_eq!(me["email"], "ADA@example.com");
-    assert_eq!(me["roles"], json!(["user"]));
+    assert_eq!(me["roles"], json!(["admin", "user"]));
     let eve = app
         .login_ok("eve@example.com", "correct horse battery staple")
         .await;
@@ -164,7 +165,7 @@ async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
     let (_, out, _) = app.cli(&["import", &file]).await;
     assert!(out.contains("0 created, 3 updated, 5 rejected"), "{out}");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, before);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM user_roles").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM user_roles").await, 3);
     assert_eq!(
         count(
             &app,
@@ -226,4 +227,62 @@ async fn files_it_cannot_read_are_refused_before_anything_is_written() {
     );
     assert!(err.contains("line 2: not a user record"), "{err}");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn an_import_cannot_take_admin_from_the_last_enabled_admin() {
+    let app = spawn_app().await;
+    let admin = write(
+        &app,
+        "admin.ndjson",
+        &format!(
+            "{}\n",
+            json!({"email": "root@example.com", "password_hash": GOOD, "roles": ["admin"]})
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &admin]).await;
+    assert!(ok, "{out}{err}");
+    // A later export of the old application, where the account was a plain user.
+    let later = write(
+        &app,
+        "later.ndjson",
+        &format!(
+            "{}\n{}\n",
+            json!({"email": "Root@example.com", "name": "Root", "password_hash": GOOD, "roles": []}),
+            json!({"email": "new@example.com", "password_hash": GOOD})
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &later]).await;
+    assert!(!ok, "a refused row makes the exit code non-zero: {out}");
+    assert!(
+        out.contains("1 created, 0 updated, 1 rejected"),
+        "{out}{err}"
+    );
+    assert!(err.contains("line 1:") && err.contains("admin"), "{err}");
+    let admins = count(
+        &app,
+        "SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id WHERE r.role = 'admin' AND u.disabled_at IS NULL",
+    )
+    .await;
+    assert_eq!(admins, 1);
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT name FROM users WHERE email_key = 'root@example.com'")
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(name, None, "the refused row changed nothing");
+
+    // With another admin in place the same row is an ordinary update.
+    let second = write(
+        &app,
+        "second.ndjson",
+        &format!(
+            "{}\n",
+            json!({"email": "second@example.com", "password_hash": GOOD, "roles": ["admin"]})
+        ),
+    );
+    assert!(app.cli(&["import", &second]).await.0);
+    let (ok, out, err) = app.cli(&["import", &later]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("0 created, 2 updated, 0 rejected"), "{out}");
 }
