@@ -75,6 +75,10 @@ impl Prefix {
         if q.chars().count() > 254 {
             return Err("must be at most 254 characters");
         }
+        // No email or name holds one, and PostgreSQL refuses a NUL in text outright.
+        if q.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
         Ok((!q.is_empty()).then(|| Prefix(q.to_string())))
     }
 
@@ -296,5 +300,6 @@ mod tests {
         assert_eq!(p.name_pattern(), "Åd\\_a\\%\\\\%");
         assert_eq!(Prefix::parse("   ").unwrap(), None);
         assert!(Prefix::parse(&"a".repeat(255)).is_err());
+        assert!(Prefix::parse("a\0b").is_err());
     }
 }

@@ -1066,3 +1066,20 @@ async fn names_outside_ascii_are_found_by_their_own_spelling() {
         assert_eq!(page["total"], 1, "q={q}");
     }
 }
+
+/// A query no account can match because of what it holds (a NUL, other control characters)
+/// is a 400 naming `q`, not a database error.
+#[tokio::test]
+async fn a_search_for_control_characters_is_a_400_naming_q() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    for q in ["%00", "a%00b", "ro%01"] {
+        let url = format!("/api/v1/admin/users?q={q}");
+        let body = problem(
+            call(&app, Method::GET, &url, &root.access_token, None).await,
+            400,
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "q", "q={q}: {body}");
+    }
+}
