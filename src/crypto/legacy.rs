@@ -114,6 +114,11 @@ pub enum Rejected {
 
 /// Recognises `stored` and checks its parameters against the bounds above.
 pub fn parse(stored: &str) -> Result<Scheme<'_>, Rejected> {
+    // No format writes one, and PostgreSQL cannot store a NUL: such a row would fail its
+    // whole batch at the database instead of being reported.
+    if stored.chars().any(char::is_control) {
+        return Err(Rejected::Malformed("password"));
+    }
     if stored.starts_with("$2") {
         return bcrypt(stored, false);
     }
@@ -592,6 +597,8 @@ mod tests {
             "pbkdf2_sha256$1000$salt$not base64!",
             "$pbkdf2-sha256$1000$c2FsdA$",
             "$argon2id$v=19$garbage",
+            "pbkdf2:sha256:1000$sa\0lt$00112233445566778899aabbccddeeff",
+            "pbkdf2_sha256$1000$sa\nlt$AAAAAAAAAAAAAAAAAAAAAA==",
         ] {
             assert!(
                 matches!(parse(malformed), Err(Rejected::Malformed(_))),

@@ -227,3 +227,31 @@ async fn files_it_cannot_read_are_refused_before_anything_is_written() {
     assert!(err.contains("line 2: not a user record"), "{err}");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0);
 }
+
+/// A hash holding a control character (here a NUL in a Werkzeug salt, which PostgreSQL cannot
+/// store) is a bad row like any other: reported with its line, the rest imported.
+#[tokio::test]
+async fn a_hash_with_a_control_character_is_a_rejected_row_not_a_failed_import() {
+    let app = spawn_app().await;
+    let nul = "pbkdf2:sha256:1000$c5VH\u{0}q8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
+    let tab = "pbkdf2:sha256:1000$c5VH\tq8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
+    let file = write(
+        &app,
+        "users.jsonl",
+        &format!(
+            "{}\n{}\n{}\n",
+            json!({"email": "nul@example.com", "password_hash": nul}),
+            json!({"email": "tab@example.com", "password_hash": tab}),
+            json!({"email": "ok@example.com", "password_hash": GOOD}),
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &file]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("1 created, 0 updated, 2 rejected"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("line 1: password_hash"), "{err}");
+    assert!(err.contains("line 2: password_hash"), "{err}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
+}
