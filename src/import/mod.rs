@@ -241,9 +241,16 @@ impl<R: std::io::Read> Reader<R> {
             Reader::Jsonl { lines, line } => loop {
                 *line += 1;
                 match lines.next()? {
-                    Ok(text) if text.trim().is_empty() => continue,
                     Ok(text) => {
-                        let parsed = serde_json::from_str::<RawJson>(&text)
+                        // A byte order mark, as Windows tools write (the CSV reader skips its own).
+                        let text = match *line {
+                            1 => text.strip_prefix('\u{feff}').unwrap_or(&text),
+                            _ => &text,
+                        };
+                        if text.trim().is_empty() {
+                            continue;
+                        }
+                        let parsed = serde_json::from_str::<RawJson>(text)
                             .map_err(|e| format!("not a user record: {}", json_reason(&e)))
                             .and_then(RawJson::validate);
                         return Some((*line, parsed));

@@ -255,3 +255,39 @@ async fn a_hash_with_a_control_character_is_a_rejected_row_not_a_failed_import()
     assert!(err.contains("line 2: password_hash"), "{err}");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
 }
+
+/// Files saved by spreadsheet programs and Windows editors: a UTF-8 byte order mark before the
+/// first column or object, and CRLF line ends.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_line_ends_are_read_like_any_file() {
+    let app = spawn_app().await;
+    let csv = write(
+        &app,
+        "users.csv",
+        &format!(
+            "\u{feff}email,name,password_hash\r\nbom@example.com,\"Bom, quoted\",{GOOD}\r\nbom2@example.com,B2,{GOOD}\r\n"
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &csv]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 created, 0 updated, 0 rejected"), "{out}");
+    // The mark before the first object, or alone on a first line.
+    for (file, start) in [("users.jsonl", "\u{feff}"), ("blank.jsonl", "\u{feff}\r\n")] {
+        let jsonl = write(
+            &app,
+            file,
+            &format!(
+                "{start}{}\r\n{}\r\n",
+                json!({"email": "bom3@example.com", "password_hash": GOOD}),
+                json!({"email": "bom4@example.com", "password_hash": GOOD}),
+            ),
+        );
+        let (ok, out, err) = app.cli(&["import", &jsonl]).await;
+        assert!(ok, "{file}: {out}\n{err}");
+        assert!(out.contains("0 rejected"), "{file}: {out}");
+    }
+    app.login_ok("bom@example.com", "correct horse battery staple")
+        .await;
+    app.login_ok("bom3@example.com", "correct horse battery staple")
+        .await;
+}
