@@ -291,3 +291,36 @@ async fn a_byte_order_mark_and_crlf_line_ends_are_read_like_any_file() {
     app.login_ok("bom3@example.com", "correct horse battery staple")
         .await;
 }
+
+/// CSV files with CRLF line ends (RFC 4180; Python's `csv` module and spreadsheets write them)
+/// report bad rows at the lines an editor shows, like LF files.
+#[tokio::test]
+async fn bad_rows_of_a_crlf_file_are_reported_at_their_own_lines() {
+    let app = spawn_app().await;
+    for (file, end) in [("lf.csv", "\n"), ("crlf.csv", "\r\n")] {
+        let text = [
+            "email,name,password_hash".to_string(),
+            format!("a-{file}@example.com,A,{GOOD}"),
+            format!("not-an-email,B,{GOOD}"),
+            format!("c-{file}@example.com,\"C, with a comma\",{GOOD}"),
+            format!("d-{file}@example.com,D,md5$abc$def"),
+            format!("e-{file}@example.com,E,{GOOD},extra"),
+        ]
+        .join(end)
+            + end;
+        let path = write(&app, file, &text);
+        let (ok, out, err) = app.cli(&["import", &path]).await;
+        assert!(!ok, "{file}: {out}");
+        assert!(
+            out.contains("2 created, 0 updated, 3 rejected"),
+            "{file}: {out}"
+        );
+        for expected in [
+            "line 3: email",
+            "line 5: password_hash",
+            "line 6: 4 fields where the header has 3",
+        ] {
+            assert!(err.contains(expected), "{file}: {expected:?} not in {err}");
+        }
+    }
+}
