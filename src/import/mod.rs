@@ -90,7 +90,18 @@ pub async fn run(
     write_batch(store, audit, &mut batch, &mut summary).await?;
     progress.rows(last);
     progress.done();
+    // Rows refused while writing were listed after the later rows refused while reading.
+    summary.rejected.sort_by_key(|r| line_of(r));
     Ok(summary)
+}
+
+/// N of a `line N: reason`.
+fn line_of(rejection: &str) -> u64 {
+    rejection
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn known_roles(row: Row, roles: &HashSet<String>) -> Result<Row, String> {
@@ -115,6 +126,12 @@ async fn write_batch(
     let mut created = 0u64;
     let mut updated = Vec::new();
     for (line, row) in batch.iter() {
+        if write::demotes_last_admin(&mut tx, row).await? {
+            summary.rejected.push(format!(
+                "line {line}: roles: the account is the last enabled admin and would lose admin"
+            ));
+            continue;
+        }
         match write::upsert(&mut tx, row, now).await.with_context(|| {
             format!("line {line}: writing the user failed; lines before {first} were imported")
         })? {

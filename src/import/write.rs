@@ -58,6 +58,27 @@ pub async fn upsert(conn: &mut AnyConnection, row: &Row, now: i64) -> Result<Wri
     Ok(written)
 }
 
+/// Whether writing `row` would take `admin` from the last enabled account holding it: the
+/// rule every other change keeps (API.md). Takes the admins' lock
+/// ([`crate::roles::store::lock_admins`]) when the row would demote an admin.
+pub async fn demotes_last_admin(conn: &mut AnyConnection, row: &Row) -> Result<bool, sqlx::Error> {
+    if row.roles.iter().any(|r| r == crate::roles::ADMIN) {
+        return Ok(false);
+    }
+    let admin: Option<String> = sqlx::query_scalar(
+        "SELECT u.id FROM users u JOIN user_roles r ON r.user_id = u.id \
+         WHERE u.email_key = $1 AND r.role = $2 AND u.disabled_at IS NULL",
+    )
+    .bind(row.email.key())
+    .bind(crate::roles::ADMIN)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(id) = admin.as_deref().and_then(UserId::parse) else {
+        return Ok(false);
+    };
+    Ok(crate::roles::enabled_admins_other_than(conn, id).await? == 0)
+}
+
 /// The names of every role that exists (built-in and custom).
 pub async fn role_names(conn: &mut AnyConnection) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT name FROM roles")

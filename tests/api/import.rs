@@ -114,6 +114,8 @@ const GOOD: &str = "$2b$04$v7W.Z2qQbcid7NRSTj0zsOLUPzB.AVyJGgFtlmLhGDcqFQpfNiV0W
 #[tokio::test]
 async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
     let app = spawn_app().await;
+    // Another admin, so that line 8 may take `admin` from line 2's account.
+    app.admin("root@example.com").await;
     let pbkdf2 = "pbkdf2:sha256:1000$c5VHq8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
     let csv = format!(
         "email,name,password_hash,roles,created_at,email_verified\n\
@@ -143,7 +145,7 @@ async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
         !err.contains("abcdefghijklmnopqrstuu"),
         "no hash in messages: {err}"
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);
     // Line 8 updated line 2's account (same email, other case): roles as listed there.
     let ada = app
         .login_ok("ada@example.com", "correct horse battery staple")
@@ -164,7 +166,7 @@ async fn bad_rows_are_reported_by_line_and_the_rest_is_imported_once() {
     let (_, out, _) = app.cli(&["import", &file]).await;
     assert!(out.contains("0 created, 3 updated, 5 rejected"), "{out}");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, before);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM user_roles").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM user_roles").await, 4);
     assert_eq!(
         count(
             &app,
@@ -323,4 +325,34 @@ async fn bad_rows_of_a_crlf_file_are_reported_at_their_own_lines() {
             assert!(err.contains(expected), "{file}: {expected:?} not in {err}");
         }
     }
+}
+
+/// An import updates the roles of existing accounts; like every other change, it cannot leave
+/// no enabled admin (API.md: "No change may leave zero enabled admins").
+#[tokio::test]
+async fn an_import_cannot_demote_the_last_admin() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    let file = write(
+        &app,
+        "users.csv",
+        &format!(
+            "email,name,password_hash,roles\nROOT@example.com,Root,{GOOD},\nnew@example.com,New,{GOOD},\n"
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &file]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("1 created, 0 updated, 1 rejected"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("line 2: "), "{err}");
+    let response = app
+        .send(app.authed(
+            reqwest::Method::GET,
+            "/api/v1/admin/roles",
+            &root.access_token,
+        ))
+        .await;
+    assert_eq!(response.status(), 200, "root is still an admin");
 }
