@@ -1083,3 +1083,40 @@ async fn a_search_for_control_characters_is_a_400_naming_q() {
         assert_eq!(body["errors"][0]["field"], "q", "q={q}: {body}");
     }
 }
+
+/// docs/api.md: "no or bad token 401, missing permission 403, then 404 for an unknown or
+/// malformed id or role name, then 400 for the body or query". A well-formed id or name of
+/// nothing is a 404 whatever the body, as a malformed one is.
+#[tokio::test]
+async fn an_unknown_user_or_role_is_a_404_before_the_body_is_judged() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    let token = &root.access_token;
+    let nobody = portvakt::accounts::UserId::new().to_string();
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{nobody}"),
+            json!({"bogus": 1}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{nobody}"),
+            json!({"email": "not an email"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/roles/ghost".to_string(),
+            json!({"permissions": ["nope"]}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/roles/ghost".to_string(),
+            json!({"perms": []}),
+        ),
+    ] {
+        let response = call(&app, method.clone(), &path, token, Some(body.clone())).await;
+        let problem = problem(response, 404).await;
+        assert_eq!(slug(&problem), "not-found", "{method} {path} {body}");
+    }
+}
