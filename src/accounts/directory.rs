@@ -149,7 +149,8 @@ impl Queries {
     /// SQLite's `LIKE` ignores ASCII case and uses the `COLLATE NOCASE` indexes; NOCASE order
     /// is byte order of the lowercase text, which the merge sorts on. PostgreSQL's `LIKE` is
     /// case-sensitive and uses the `text_pattern_ops` indexes, whose order (`~<~`) is byte
-    /// order, which `COLLATE "C"` sorts on.
+    /// order, which `COLLATE "C"` sorts on. It applies inside `MIN` too: under the database's
+    /// own collation (an ICU or glibc locale) `MIN` picks another key of an account found twice.
     pub fn new(backend: Backend) -> Queries {
         let (email_order, name_match, name_order, bytewise) = match backend {
             Backend::Sqlite => (
@@ -173,7 +174,7 @@ impl Queries {
         );
         let page = format!(
             "SELECT id FROM (SELECT * FROM ({by_email}) e UNION ALL SELECT * FROM ({by_name}) n) m \
-             GROUP BY id ORDER BY MIN(k){bytewise}, id LIMIT $4 OFFSET $5"
+             GROUP BY id ORDER BY MIN(k{bytewise}), id LIMIT $4 OFFSET $5"
         );
         let count = format!(
             "WITH e AS ({by_email}), n AS ({by_name}) \

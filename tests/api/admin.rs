@@ -1120,3 +1120,83 @@ async fn an_unknown_user_or_role_is_a_404_before_the_body_is_judged() {
         assert_eq!(slug(&problem), "not-found", "{method} {path} {body}");
     }
 }
+
+/// On a PostgreSQL database whose default collation is not byte order (ICU or glibc locales,
+/// the usual production setting), an account found by both email and name is still placed by
+/// the byte-wise smaller of the two texts, as docs/api.md says and the merge relies on.
+#[tokio::test]
+async fn search_order_is_byte_order_on_a_database_with_a_language_collation() {
+    use sqlx::Connection;
+    let Ok(admin_url) = std::env::var("PORTVAKT_TEST_DATABASE_URL") else {
+        crate::helpers::skipped(
+            "search_order_is_byte_order_on_a_database_with_a_language_collation",
+            "PostgreSQL only",
+        );
+        return;
+    };
+    let name = format!("pv_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"#
+    )))
+    .execute(&mut conn)
+    .await;
+    if let Err(e) = created {
+        // PostgreSQL before 15, or built without ICU.
+        crate::helpers::skipped(
+            "search_order_is_byte_order_on_a_database_with_a_language_collation",
+            &format!("no ICU database: {e}"),
+        );
+        return;
+    }
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    let db = crate::helpers::TestDatabase::Postgres {
+        admin_url,
+        name,
+        url: url.to_string(),
+    };
+    let app = crate::helpers::spawn_app_on(db, &[]).await;
+    let root = app.admin("root@example.com").await;
+    // "ann1" < "ann2@…" < "ann_x@…" byte-wise ('1' < '2' < '_'); English collation puts `_`
+    // before digits, so it found "ann_x@…" the smaller key of the first account.
+    let accounts = vec![
+        (
+            portvakt::accounts::UserId::new().to_string(),
+            "ann_x@example.com".to_string(),
+            Some("Ann1".to_string()),
+        ),
+        (
+            portvakt::accounts::UserId::new().to_string(),
+            "ann2@example.com".to_string(),
+            None,
+        ),
+    ];
+    insert_accounts(&app, &accounts).await;
+    let page = ok_json(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/admin/users?q=ann",
+            &root.access_token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(emails(&page), ["ann_x@example.com", "ann2@example.com"]);
+    // Page by page, each account once: the first page read only the name of the first account
+    // and placed it by that, the second read both and placed it by its email.
+    let mut listed = Vec::new();
+    for n in 1..=2 {
+        let url = format!("/api/v1/admin/users?q=ann&per_page=1&page={n}");
+        let page = ok_json(
+            call(&app, Method::GET, &url, &root.access_token, None).await,
+            200,
+        )
+        .await;
+        listed.extend(emails(&page).iter().map(|e| e.to_string()));
+    }
+    assert_eq!(listed, ["ann_x@example.com", "ann2@example.com"]);
+}
