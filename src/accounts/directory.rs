@@ -75,25 +75,38 @@ impl Prefix {
         if q.chars().count() > 254 {
             return Err("must be at most 254 characters");
         }
-        // No email or name holds one, and PostgreSQL refuses a NUL in text.
+        // No email or name holds one, and PostgreSQL refuses a NUL in text outright.
         if q.chars().any(char::is_control) {
             return Err("must not contain control characters");
         }
-        Ok((!q.is_empty()).then(|| Prefix(q.to_lowercase())))
+        Ok((!q.is_empty()).then(|| Prefix(q.to_string())))
     }
 
-    /// The LIKE pattern: the lowercase prefix, its wildcards escaped with `\`, then `%`.
-    fn pattern(&self) -> String {
-        let mut p = String::with_capacity(self.0.len() + 1);
-        for c in self.0.chars() {
-            if matches!(c, '\\' | '%' | '_') {
-                p.push('\\');
-            }
-            p.push(c);
-        }
-        p.push('%');
-        p
+    /// The LIKE pattern of emails: the lowercase prefix (emails are keyed by their lowercase
+    /// form, made the same way), its wildcards escaped with `\`, then `%`.
+    fn email_pattern(&self) -> String {
+        like_prefix(&self.0.to_lowercase())
     }
+
+    /// The LIKE pattern of names: the prefix as given, escaped. The database folds it as it
+    /// folds the names (SQLite's `LIKE`, PostgreSQL's `lower` on both sides): Rust's
+    /// lowercase differs from both (SQLite folds ASCII only, `lower` maps a final `Σ` to `σ`),
+    /// so a name could not be found by its own spelling.
+    fn name_pattern(&self) -> String {
+        like_prefix(&self.0)
+    }
+}
+
+fn like_prefix(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// How many matches a search counts past the end of the requested page. Counting every match
@@ -120,9 +133,9 @@ pub struct Found {
 pub struct Queries {
     /// The emails matching `$1`, in order, with `k` the text that matched; at most `$2`.
     pub by_email: String,
-    /// The names matching `$1`, in order, with `k` the lowercase name; at most `$2`.
+    /// The names matching `$3`, in order, with `k` the lowercase name; at most `$2`.
     pub by_name: String,
-    /// Ids of the page (`$3` rows from `$4`) of the merge of both scans (each at most `$2`).
+    /// Ids of the page (`$4` rows from `$5`) of the merge of both scans (each at most `$2`).
     page: String,
     /// How many the first `$2` of each scan hold, and both together without duplicates.
     count: String,
@@ -136,18 +149,19 @@ impl Queries {
     /// SQLite's `LIKE` ignores ASCII case and uses the `COLLATE NOCASE` indexes; NOCASE order
     /// is byte order of the lowercase text, which the merge sorts on. PostgreSQL's `LIKE` is
     /// case-sensitive and uses the `text_pattern_ops` indexes, whose order (`~<~`) is byte
-    /// order, which `COLLATE "C"` sorts on.
+    /// order, which `COLLATE "C"` sorts on. It applies inside `MIN` too: under the database's
+    /// own collation (an ICU or glibc locale) `MIN` picks another key of an account found twice.
     pub fn new(backend: Backend) -> Queries {
         let (email_order, name_match, name_order, bytewise) = match backend {
             Backend::Sqlite => (
                 "email_key COLLATE NOCASE",
-                "name LIKE $1 ESCAPE '\\'",
+                "name LIKE $3 ESCAPE '\\'",
                 "name COLLATE NOCASE, id",
                 "",
             ),
             Backend::Postgres => (
                 "email_key USING ~<~",
-                "lower(name) LIKE $1 ESCAPE '\\'",
+                "lower(name) LIKE lower($3) ESCAPE '\\'",
                 "lower(name) USING ~<~, id",
                 " COLLATE \"C\"",
             ),
@@ -160,7 +174,7 @@ impl Queries {
         );
         let page = format!(
             "SELECT id FROM (SELECT * FROM ({by_email}) e UNION ALL SELECT * FROM ({by_name}) n) m \
-             GROUP BY id ORDER BY MIN(k){bytewise}, id LIMIT $3 OFFSET $4"
+             GROUP BY id ORDER BY MIN(k{bytewise}), id LIMIT $4 OFFSET $5"
         );
         let count = format!(
             "WITH e AS ({by_email}), n AS ({by_name}) \
@@ -196,18 +210,20 @@ where
     let counted = reach.saturating_add(COUNT_AHEAD);
     let (ids, total, total_exact): (Vec<String>, i64, bool) = match prefix {
         Some(prefix) => {
-            let pattern = prefix.pattern();
+            let (email_like, name_like) = (prefix.email_pattern(), prefix.name_pattern());
             let ids = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.page.as_str()))
-                .bind(&pattern)
+                .bind(&email_like)
                 .bind(reach)
+                .bind(&name_like)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(db)
                 .await?;
             let (emails, names, total): (i64, i64, i64) =
                 sqlx::query_as(sqlx::AssertSqlSafe(sql.count.as_str()))
-                    .bind(&pattern)
+                    .bind(&email_like)
                     .bind(counted)
+                    .bind(&name_like)
                     .fetch_one(db)
                     .await?;
             // A scan that stopped at the limit may have had more behind it.
@@ -279,10 +295,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_prefix_is_lowercased_and_its_wildcards_are_escaped() {
-        let p = Prefix::parse("  Ad_a%\\ ").unwrap().unwrap();
-        assert_eq!(p.pattern(), "ad\\_a\\%\\\\%");
+    fn a_prefix_is_lowercased_for_emails_and_its_wildcards_are_escaped() {
+        let p = Prefix::parse("  Åd_a%\\ ").unwrap().unwrap();
+        assert_eq!(p.email_pattern(), "åd\\_a\\%\\\\%");
+        assert_eq!(p.name_pattern(), "Åd\\_a\\%\\\\%");
         assert_eq!(Prefix::parse("   ").unwrap(), None);
         assert!(Prefix::parse(&"a".repeat(255)).is_err());
+        assert!(Prefix::parse("a\0b").is_err());
     }
 }

@@ -151,6 +151,16 @@ pub async fn update(
 ) -> Result<impl IntoResponse, AppError> {
     roles::require(&app.store, caller.user_id, Permission::RolesWrite).await?;
     let name = role_name(name)?;
+    // An unknown role is a 404 before the body is judged (docs/api.md's order of answers).
+    if !roles::is_builtin(name.as_str()) {
+        let mut conn = app.store.pool().acquire().await?;
+        if roles::store::find(&mut conn, name.as_str())
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound);
+        }
+    }
     let Json(req) = body?;
     let mut errors = Vec::new();
     let perms = permissions(&req.permissions, &mut errors);

@@ -182,6 +182,14 @@ pub async fn update(
 ) -> Result<impl IntoResponse, AppError> {
     roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
     let id = user_id(id)?;
+    // An unknown account is a 404 before the body is judged (docs/api.md's order of
+    // answers); the change finds the account again in its own transaction.
+    if crate::accounts::store::find_by_id(app.store.pool(), id)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::NotFound);
+    }
     let Json(req) = body?;
     let changes = req.parse()?;
     let actor = Actor::Admin {

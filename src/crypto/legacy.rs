@@ -16,7 +16,9 @@ use aws_lc_rs::{constant_time, digest, pbkdf2};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-/// At most this many PBKDF2 iterations (Django 5.2 and Werkzeug 3.1 use 1,000,000).
+/// At most this many PBKDF2 iterations (Django 5.2 and Werkzeug 3.1 use 1,000,000), counted
+/// once per digest-sized block of the stored output: an output longer than the digest costs
+/// the iterations again for each block, so 128 bytes of SHA-1 would cost seven times as much.
 pub const MAX_ITERATIONS: u32 = 10_000_000;
 /// bcrypt costs from 4 (the minimum of every library) to 16 (~5 s per login on this class of
 /// machine); libraries default to 10-12.
@@ -27,10 +29,16 @@ pub const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=16;
 pub const MAX_SCRYPT_LOG_N: u8 = 20;
 pub const MAX_SCRYPT_MEMORY: u64 = 128 << 20;
 pub const MAX_SCRYPT_P: u32 = 16;
+/// scrypt's work, N·r·p, at most 2^23: 32 times Werkzeug's default, a few seconds (N = 2^20
+/// with p = 16, within the other bounds, took 10 s).
+pub const MAX_SCRYPT_WORK: u64 = 1 << 23;
 /// argon2 memory at most 256 MiB (Django's default is 100 MiB), 64 passes, 16 lanes.
 pub const MAX_ARGON2_KIB: u32 = 256 * 1024;
 pub const MAX_ARGON2_PASSES: u32 = 64;
 pub const MAX_ARGON2_LANES: u32 = 16;
+/// argon2's work, memory times passes, at most 4 GiB (256 MiB with 16 passes, ~6 s; Django's
+/// default is 200 MiB): 256 MiB with 64 passes took 21 s.
+pub const MAX_ARGON2_WORK_KIB: u64 = 4 << 20;
 /// A stored output shorter than 16 bytes would be too easy to match by chance.
 const MIN_OUTPUT: usize = 16;
 const MAX_OUTPUT: usize = 128;
@@ -75,6 +83,15 @@ impl Digest {
         }
     }
 
+    /// The output size: PBKDF2 runs its iterations once per block of this many bytes.
+    fn len(self) -> usize {
+        match self {
+            Digest::Sha1 => 20,
+            Digest::Sha256 => 32,
+            Digest::Sha512 => 64,
+        }
+    }
+
     fn pbkdf2(self) -> pbkdf2::Algorithm {
         match self {
             Digest::Sha1 => pbkdf2::PBKDF2_HMAC_SHA1,
@@ -97,6 +114,11 @@ pub enum Rejected {
 
 /// Recognises `stored` and checks its parameters against the bounds above.
 pub fn parse(stored: &str) -> Result<Scheme<'_>, Rejected> {
+    // No format writes one, and PostgreSQL cannot store a NUL: such a row would fail its
+    // whole batch at the database instead of being reported.
+    if stored.chars().any(char::is_control) {
+        return Err(Rejected::Malformed("password"));
+    }
     if stored.starts_with("$2") {
         return bcrypt(stored, false);
     }
@@ -224,11 +246,12 @@ fn argon2(phc: &str) -> Result<Scheme<'_>, Rejected> {
     if params.m_cost() > MAX_ARGON2_KIB
         || params.t_cost() > MAX_ARGON2_PASSES
         || params.p_cost() > MAX_ARGON2_LANES
+        || u64::from(params.m_cost()) * u64::from(params.t_cost()) > MAX_ARGON2_WORK_KIB
     {
         return Err(Rejected::OutOfBounds(
             NAME,
             format!(
-                "m={},t={},p={} exceeds m={MAX_ARGON2_KIB},t={MAX_ARGON2_PASSES},p={MAX_ARGON2_LANES}",
+                "m={},t={},p={} exceeds m={MAX_ARGON2_KIB},t={MAX_ARGON2_PASSES},p={MAX_ARGON2_LANES} or m·t={MAX_ARGON2_WORK_KIB}",
                 params.m_cost(),
                 params.t_cost(),
                 params.p_cost()
@@ -279,11 +302,17 @@ fn werkzeug_scrypt(rest: &str) -> Result<Scheme<'static>, Rejected> {
         ));
     }
     let memory = 128u64.saturating_mul(n).saturating_mul(r);
-    if r == 0 || p == 0 || p > u64::from(MAX_SCRYPT_P) || memory > MAX_SCRYPT_MEMORY {
+    let work = n.saturating_mul(r).saturating_mul(p);
+    if r == 0
+        || p == 0
+        || p > u64::from(MAX_SCRYPT_P)
+        || memory > MAX_SCRYPT_MEMORY
+        || work > MAX_SCRYPT_WORK
+    {
         return Err(Rejected::OutOfBounds(
             NAME,
             format!(
-                "N={n}, r={r}, p={p} exceeds {} MiB or p={MAX_SCRYPT_P}",
+                "N={n}, r={r}, p={p} exceeds {} MiB, p={MAX_SCRYPT_P} or N·r·p=2^23",
                 MAX_SCRYPT_MEMORY >> 20
             ),
         ));
@@ -354,11 +383,21 @@ fn pbkdf2_scheme(
                 format!("{iterations} iterations is outside 1..={MAX_ITERATIONS}"),
             )
         })?;
+    let expected = output(name, expected)?;
+    let blocks = expected.len().div_ceil(digest.len());
+    if u64::from(iterations.get()) * blocks as u64 > u64::from(MAX_ITERATIONS) {
+        return Err(Rejected::OutOfBounds(
+            name,
+            format!(
+                "{iterations} iterations for each of {blocks} output blocks exceed {MAX_ITERATIONS}"
+            ),
+        ));
+    }
     Ok(Scheme::Pbkdf2 {
         digest,
         iterations,
         salt,
-        expected: output(name, expected)?,
+        expected,
     })
 }
 
@@ -558,6 +597,8 @@ mod tests {
             "pbkdf2_sha256$1000$salt$not base64!",
             "$pbkdf2-sha256$1000$c2FsdA$",
             "$argon2id$v=19$garbage",
+            "pbkdf2:sha256:1000$sa\0lt$00112233445566778899aabbccddeeff",
+            "pbkdf2_sha256$1000$sa\nlt$AAAAAAAAAAAAAAAAAAAAAA==",
         ] {
             assert!(
                 matches!(parse(malformed), Err(Rejected::Malformed(_))),
@@ -575,5 +616,37 @@ mod tests {
             !message.contains("secretsalt") && !message.contains("0011"),
             "{message}"
         );
+    }
+
+    /// Each bound alone is not enough: the work is a product (PBKDF2 iterations times output
+    /// blocks, scrypt N·r·p, argon2 memory times passes), and these hashes, each within every
+    /// single bound, took 21 to 29 s to verify: one login could hold a hashing thread that long.
+    #[test]
+    fn the_work_of_a_hash_is_bounded_not_only_each_parameter() {
+        let hex = |bytes: usize| "ab".repeat(bytes);
+        for hash in [
+            format!("pbkdf2:sha1:10000000$salt${}", hex(128)),
+            format!("pbkdf2:sha256:10000000$salt${}", hex(128)),
+            format!("pbkdf2:sha256:5000001$salt${}", hex(33)),
+            format!("scrypt:1048576:1:16$salt${}", hex(32)),
+            "$argon2id$v=19$m=262144,t=64,p=16$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .to_string(),
+        ] {
+            assert!(
+                matches!(parse(&hash), Err(Rejected::OutOfBounds(..))),
+                "{hash}: {:?}",
+                parse(&hash)
+            );
+        }
+        // The largest of each that is allowed.
+        for hash in [
+            format!("pbkdf2:sha256:10000000$salt${}", hex(32)),
+            format!("pbkdf2:sha256:5000000$salt${}", hex(64)),
+            format!("scrypt:1048576:1:8$salt${}", hex(32)),
+            "$argon2id$v=19$m=262144,t=16,p=16$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .to_string(),
+        ] {
+            assert!(parse(&hash).is_ok(), "{hash}: {:?}", parse(&hash));
+        }
     }
 }

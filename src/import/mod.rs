@@ -14,7 +14,7 @@ pub mod write;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::Context;
@@ -90,7 +90,18 @@ pub async fn run(
     write_batch(store, audit, &mut batch, &mut summary).await?;
     progress.rows(last);
     progress.done();
+    // Rows refused while writing were listed after the later rows refused while reading.
+    summary.rejected.sort_by_key(|r| line_of(r));
     Ok(summary)
+}
+
+/// N of a `line N: reason`.
+fn line_of(rejection: &str) -> u64 {
+    rejection
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn known_roles(row: Row, roles: &HashSet<String>) -> Result<Row, String> {
@@ -164,9 +175,9 @@ fn count_lines(path: &Path) -> anyhow::Result<u64> {
 }
 
 /// Rows of either format with their line numbers (1-based, as an editor shows them).
-enum Reader<R: std::io::Read> {
+enum Reader<R: Read> {
     Csv {
-        reader: csv::Reader<R>,
+        reader: csv::Reader<CrlfAsLf<R>>,
         headers: csv::StringRecord,
         record: csv::StringRecord,
     },
@@ -186,13 +197,13 @@ const COLUMNS: [&str; 6] = [
     "email_verified",
 ];
 
-impl<R: std::io::Read> Reader<R> {
+impl<R: Read> Reader<R> {
     fn new(input: BufReader<R>, format: Format) -> anyhow::Result<Reader<R>> {
         match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .trim(csv::Trim::Headers)
-                    .from_reader(input.into_inner());
+                    .from_reader(CrlfAsLf { input, cr: false });
                 let headers = reader
                     .headers()
                     .context("line 1: cannot read the CSV header")?
@@ -247,9 +258,16 @@ impl<R: std::io::Read> Reader<R> {
             Reader::Jsonl { lines, line } => loop {
                 *line += 1;
                 match lines.next()? {
-                    Ok(text) if text.trim().is_empty() => continue,
                     Ok(text) => {
-                        let parsed = serde_json::from_str::<RawJson>(&text)
+                        // A byte order mark, as Windows tools write (the CSV reader skips its own).
+                        let text = match *line {
+                            1 => text.strip_prefix('\u{feff}').unwrap_or(&text),
+                            _ => &text,
+                        };
+                        if text.trim().is_empty() {
+                            continue;
+                        }
+                        let parsed = serde_json::from_str::<RawJson>(text)
                             .map_err(|e| format!("not a user record: {}", json_reason(&e)))
                             .and_then(RawJson::validate);
                         return Some((*line, parsed));
@@ -257,6 +275,58 @@ impl<R: std::io::Read> Reader<R> {
                     Err(e) => return Some((*line, Err(format!("unreadable line: {e}")))),
                 }
             },
+        }
+    }
+}
+
+/// The input with each CRLF read as LF. The csv crate numbers the records of CRLF input one
+/// line short (rust-csv issue 395), and CRLF is what RFC 4180, spreadsheets and Python's `csv`
+/// module write. No value of a valid row holds a CR, so nothing else changes.
+struct CrlfAsLf<R> {
+    input: BufReader<R>,
+    /// The last byte read was a CR, not yet passed on.
+    cr: bool,
+}
+
+impl<R: Read> Read for CrlfAsLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                // A CR at the very end stays.
+                if std::mem::take(&mut self.cr) {
+                    out[0] = b'\r';
+                    return Ok(1);
+                }
+                return Ok(0);
+            }
+            let (mut i, mut n) = (0, 0);
+            while i < buf.len() && n < out.len() {
+                let b = buf[i];
+                if self.cr {
+                    self.cr = false;
+                    if b != b'\n' {
+                        // A CR not before LF is passed on; `b` is looked at again.
+                        out[n] = b'\r';
+                        n += 1;
+                        continue;
+                    }
+                } else if b == b'\r' {
+                    self.cr = true;
+                    i += 1;
+                    continue;
+                }
+                out[n] = b;
+                n += 1;
+                i += 1;
+            }
+            self.input.consume(i);
+            if n > 0 {
+                return Ok(n);
+            }
         }
     }
 }
@@ -282,5 +352,41 @@ fn csv_reason(e: &csv::Error) -> String {
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
         _ => "unreadable row".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_is_read_as_lf_and_other_crs_stay() {
+        for (input, expected) in [
+            ("a\r\nb\r\n", "a\nb\n"),
+            ("a\rb\r\r\nc\r", "a\rb\r\nc\r"),
+            ("\r\r\r\n", "\r\r\n"),
+        ] {
+            // Read a byte at a time too, so a CR at the end of one read meets its LF in the next.
+            for chunk in [1, 3, 64] {
+                let mut reader = CrlfAsLf {
+                    input: BufReader::with_capacity(2, input.as_bytes()),
+                    cr: false,
+                };
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    let n = reader.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    expected,
+                    "{input:?} by {chunk}"
+                );
+            }
+        }
     }
 }

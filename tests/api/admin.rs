@@ -401,6 +401,7 @@ async fn the_prefix_search_is_served_by_indexes_in_order() {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind("ali%")
                     .bind(50_i64)
+                    .bind("ali%")
                     .fetch_all(&mut *conn)
                     .await
                     .unwrap();
@@ -411,7 +412,9 @@ async fn the_prefix_search_is_served_by_indexes_in_order() {
             Backend::Postgres => {
                 let sql = format!(
                     "EXPLAIN {}",
-                    scan.replace("$1", "'ali%'").replace("$2", "50")
+                    scan.replace("$1", "'ali%'")
+                        .replace("$2", "50")
+                        .replace("$3", "'ali%'")
                 );
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&mut *conn)
@@ -1427,4 +1430,166 @@ async fn assigning_a_role_while_it_is_deleted_is_not_a_server_error() {
         );
         ok_json(patch(&app, t, &id, json!({"roles": ["user"]})).await, 200).await;
     }
+}
+
+/// A name is found by its own spelling whatever its letters, on both backends: SQLite folds
+/// only ASCII, but the exact case must still match; PostgreSQL folds the query as it folds
+/// the names (`lower`), so final sigma and dotted capital I match too.
+#[tokio::test]
+async fn names_outside_ascii_are_found_by_their_own_spelling() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    let accounts: Vec<(String, String, Option<String>)> = [
+        ("asa@example.com", "Åsa Öberg"),
+        ("orjan@example.com", "Örjan Ängel"),
+        ("odysseas@example.com", "ΟΔΥΣΣΕΑΣ Παπάς"),
+        ("ilker@example.com", "İlker Yılmaz"),
+    ]
+    .iter()
+    .map(|(e, n)| {
+        (
+            portvakt::accounts::UserId::new().to_string(),
+            e.to_string(),
+            Some(n.to_string()),
+        )
+    })
+    .collect();
+    insert_accounts(&app, &accounts).await;
+    for (q, email) in [
+        ("%C3%85sa", "asa@example.com"),
+        ("%C3%85SA", "asa@example.com"),
+        ("%C3%96rjan%20%C3%84", "orjan@example.com"),
+        ("%CE%9F%CE%94%CE%A5%CE%A3", "odysseas@example.com"),
+        (
+            "%CE%9F%CE%94%CE%A5%CE%A3%CE%A3%CE%95%CE%91%CE%A3",
+            "odysseas@example.com",
+        ),
+        ("%C4%B0lker", "ilker@example.com"),
+    ] {
+        let url = format!("/api/v1/admin/users?q={q}");
+        let page = ok_json(
+            call(&app, Method::GET, &url, &root.access_token, None).await,
+            200,
+        )
+        .await;
+        assert_eq!(emails(&page), [email], "q={q}: {page}");
+        assert_eq!(page["total"], 1, "q={q}");
+    }
+}
+
+/// docs/api.md: "no or bad token 401, missing permission 403, then 404 for an unknown or
+/// malformed id or role name, then 400 for the body or query". A well-formed id or name of
+/// nothing is a 404 whatever the body, as a malformed one is.
+#[tokio::test]
+async fn an_unknown_user_or_role_is_a_404_before_the_body_is_judged() {
+    let app = spawn_app().await;
+    let root = app.admin("root@example.com").await;
+    let token = &root.access_token;
+    let nobody = portvakt::accounts::UserId::new().to_string();
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{nobody}"),
+            json!({"bogus": 1}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{nobody}"),
+            json!({"email": "not an email"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/roles/ghost".to_string(),
+            json!({"permissions": ["nope"]}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/roles/ghost".to_string(),
+            json!({"perms": []}),
+        ),
+    ] {
+        let response = call(&app, method.clone(), &path, token, Some(body.clone())).await;
+        let problem = problem(response, 404).await;
+        assert_eq!(slug(&problem), "not-found", "{method} {path} {body}");
+    }
+}
+
+/// On a PostgreSQL database whose default collation is not byte order (ICU or glibc locales,
+/// the usual production setting), an account found by both email and name is still placed by
+/// the byte-wise smaller of the two texts, as docs/api.md says and the merge relies on.
+#[tokio::test]
+async fn search_order_is_byte_order_on_a_database_with_a_language_collation() {
+    use sqlx::Connection;
+    let Ok(admin_url) = std::env::var("PORTVAKT_TEST_DATABASE_URL") else {
+        crate::helpers::skipped(
+            "search_order_is_byte_order_on_a_database_with_a_language_collation",
+            "PostgreSQL only",
+        );
+        return;
+    };
+    let name = format!("pv_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"#
+    )))
+    .execute(&mut conn)
+    .await;
+    if let Err(e) = created {
+        // PostgreSQL before 15, or built without ICU.
+        crate::helpers::skipped(
+            "search_order_is_byte_order_on_a_database_with_a_language_collation",
+            &format!("no ICU database: {e}"),
+        );
+        return;
+    }
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    let db = crate::helpers::TestDatabase::Postgres {
+        admin_url,
+        name,
+        url: url.to_string(),
+    };
+    let app = crate::helpers::spawn_app_on(db, &[]).await;
+    let root = app.admin("root@example.com").await;
+    // "ann1" < "ann2@…" < "ann_x@…" byte-wise ('1' < '2' < '_'); English collation puts `_`
+    // before digits, so it found "ann_x@…" the smaller key of the first account.
+    let accounts = vec![
+        (
+            portvakt::accounts::UserId::new().to_string(),
+            "ann_x@example.com".to_string(),
+            Some("Ann1".to_string()),
+        ),
+        (
+            portvakt::accounts::UserId::new().to_string(),
+            "ann2@example.com".to_string(),
+            None,
+        ),
+    ];
+    insert_accounts(&app, &accounts).await;
+    let page = ok_json(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/admin/users?q=ann",
+            &root.access_token,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(emails(&page), ["ann_x@example.com", "ann2@example.com"]);
+    // Page by page, each account once: the first page read only the name of the first account
+    // and placed it by that, the second read both and placed it by its email.
+    let mut listed = Vec::new();
+    for n in 1..=2 {
+        let url = format!("/api/v1/admin/users?q=ann&per_page=1&page={n}");
+        let page = ok_json(
+            call(&app, Method::GET, &url, &root.access_token, None).await,
+            200,
+        )
+        .await;
+        listed.extend(emails(&page).iter().map(|e| e.to_string()));
+    }
+    assert_eq!(listed, ["ann_x@example.com", "ann2@example.com"]);
 }

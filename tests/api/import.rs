@@ -286,3 +286,100 @@ async fn an_import_cannot_take_admin_from_the_last_enabled_admin() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("0 created, 2 updated, 0 rejected"), "{out}");
 }
+
+/// A hash holding a control character (here a NUL in a Werkzeug salt, which PostgreSQL cannot
+/// store) is a bad row like any other: reported with its line, the rest imported.
+#[tokio::test]
+async fn a_hash_with_a_control_character_is_a_rejected_row_not_a_failed_import() {
+    let app = spawn_app().await;
+    let nul = "pbkdf2:sha256:1000$c5VH\u{0}q8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
+    let tab = "pbkdf2:sha256:1000$c5VH\tq8oZTeT34hmy$abf259f21298d4bebbd8c641076363d131b7b8853ba0fb3e104f19799b424541";
+    let file = write(
+        &app,
+        "users.jsonl",
+        &format!(
+            "{}\n{}\n{}\n",
+            json!({"email": "nul@example.com", "password_hash": nul}),
+            json!({"email": "tab@example.com", "password_hash": tab}),
+            json!({"email": "ok@example.com", "password_hash": GOOD}),
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &file]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("1 created, 0 updated, 2 rejected"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("line 1: password_hash"), "{err}");
+    assert!(err.contains("line 2: password_hash"), "{err}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
+}
+
+/// Files saved by spreadsheet programs and Windows editors: a UTF-8 byte order mark before the
+/// first column or object, and CRLF line ends.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_line_ends_are_read_like_any_file() {
+    let app = spawn_app().await;
+    let csv = write(
+        &app,
+        "users.csv",
+        &format!(
+            "\u{feff}email,name,password_hash\r\nbom@example.com,\"Bom, quoted\",{GOOD}\r\nbom2@example.com,B2,{GOOD}\r\n"
+        ),
+    );
+    let (ok, out, err) = app.cli(&["import", &csv]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 created, 0 updated, 0 rejected"), "{out}");
+    // The mark before the first object, or alone on a first line.
+    for (file, start) in [("users.jsonl", "\u{feff}"), ("blank.jsonl", "\u{feff}\r\n")] {
+        let jsonl = write(
+            &app,
+            file,
+            &format!(
+                "{start}{}\r\n{}\r\n",
+                json!({"email": "bom3@example.com", "password_hash": GOOD}),
+                json!({"email": "bom4@example.com", "password_hash": GOOD}),
+            ),
+        );
+        let (ok, out, err) = app.cli(&["import", &jsonl]).await;
+        assert!(ok, "{file}: {out}\n{err}");
+        assert!(out.contains("0 rejected"), "{file}: {out}");
+    }
+    app.login_ok("bom@example.com", "correct horse battery staple")
+        .await;
+    app.login_ok("bom3@example.com", "correct horse battery staple")
+        .await;
+}
+
+/// CSV files with CRLF line ends (RFC 4180; Python's `csv` module and spreadsheets write them)
+/// report bad rows at the lines an editor shows, like LF files.
+#[tokio::test]
+async fn bad_rows_of_a_crlf_file_are_reported_at_their_own_lines() {
+    let app = spawn_app().await;
+    for (file, end) in [("lf.csv", "\n"), ("crlf.csv", "\r\n")] {
+        let text = [
+            "email,name,password_hash".to_string(),
+            format!("a-{file}@example.com,A,{GOOD}"),
+            format!("not-an-email,B,{GOOD}"),
+            format!("c-{file}@example.com,\"C, with a comma\",{GOOD}"),
+            format!("d-{file}@example.com,D,md5$abc$def"),
+            format!("e-{file}@example.com,E,{GOOD},extra"),
+        ]
+        .join(end)
+            + end;
+        let path = write(&app, file, &text);
+        let (ok, out, err) = app.cli(&["import", &path]).await;
+        assert!(!ok, "{file}: {out}");
+        assert!(
+            out.contains("2 created, 0 updated, 3 rejected"),
+            "{file}: {out}"
+        );
+        for expected in [
+            "line 3: email",
+            "line 5: password_hash",
+            "line 6: 4 fields where the header has 3",
+        ] {
+            assert!(err.contains(expected), "{file}: {expected:?} not in {err}");
+        }
+    }
+}
