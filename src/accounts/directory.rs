@@ -211,7 +211,11 @@ where
     let (ids, total, total_exact): (Vec<String>, i64, bool) = match prefix {
         Some(prefix) => {
             let (email_like, name_like) = (prefix.email_pattern(), prefix.name_pattern());
+            // Unnamed statements (`persistent(false)`) are planned for their pattern every
+            // time: a generic PostgreSQL plan, chosen after a few runs, cannot use the pattern's
+            // prefix as an index range and would walk the whole index for a rare prefix.
             let ids = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.page.as_str()))
+                .persistent(false)
                 .bind(&email_like)
                 .bind(reach)
                 .bind(&name_like)
@@ -221,6 +225,7 @@ where
                 .await?;
             let (emails, names, total): (i64, i64, i64) =
                 sqlx::query_as(sqlx::AssertSqlSafe(sql.count.as_str()))
+                    .persistent(false)
                     .bind(&email_like)
                     .bind(counted)
                     .bind(&name_like)
