@@ -88,7 +88,8 @@ pub async fn set_name(
 }
 
 /// Sets a new password hash if the stored one is still `expected` (the one just verified),
-/// so two concurrent changes cannot both succeed. Returns whether it was replaced.
+/// so two concurrent changes cannot both succeed. Returns whether it was replaced. The
+/// password is portvakt's from now on: a re-import no longer replaces it.
 pub async fn replace_password_hash(
     conn: &mut AnyConnection,
     id: UserId,
@@ -97,7 +98,7 @@ pub async fn replace_password_hash(
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+        "UPDATE users SET password_hash = $1, imported_hash_digest = NULL, updated_at = $2 WHERE id = $3 AND password_hash = $4",
     )
     .bind(hash)
     .bind(now)

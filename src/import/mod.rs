@@ -19,7 +19,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::accounts::UserId;
 use crate::audit::{Action, Audit, Entry};
+use crate::auth::sessions;
 use crate::ops::backup::Progress;
 use crate::store::{Store, now_micros};
 use row::{RawCsv, RawJson, Row};
@@ -125,6 +127,7 @@ async fn write_batch(
     let mut tx = store.begin_write().await?;
     let mut created = 0u64;
     let mut updated = Vec::new();
+    let mut ended = 0u64;
     for (line, row) in batch.iter() {
         if write::demotes_last_admin(&mut tx, row).await? {
             summary.rejected.push(format!(
@@ -136,7 +139,25 @@ async fn write_batch(
             format!("line {line}: writing the user failed; lines before {first} were imported")
         })? {
             Written::Created => created += 1,
-            Written::Updated(id) => updated.push(id),
+            Written::Updated {
+                id,
+                password_replaced,
+            } => {
+                // A new password from the file ends the sessions opened with the old one, as a
+                // password change does.
+                if password_replaced && let Some(user) = UserId::parse(&id) {
+                    ended += sessions::revoke_all_of_user(
+                        store,
+                        &mut tx,
+                        user,
+                        None,
+                        "password_imported",
+                    )
+                    .await?
+                    .len() as u64;
+                }
+                updated.push(id)
+            }
         }
     }
     // Instances serving from PostgreSQL drop their cached profiles of these users at commit;
@@ -149,6 +170,7 @@ async fn write_batch(
         .detail("via", "cli")
         .detail("created", created)
         .detail("updated", updated)
+        .detail("sessions_ended", ended)
         .detail("first_line", first)
         .detail("last_line", last);
     audit.record(&mut tx, entry).await?;

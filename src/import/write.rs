@@ -9,21 +9,44 @@ use crate::roles;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     Created,
-    /// The existing account's id.
-    Updated(String),
+    Updated {
+        /// The existing account's id.
+        id: String,
+        /// Whether its password hash was replaced (its sessions must end).
+        password_replaced: bool,
+    },
 }
 
 /// Creates the account of `row`, or updates the one with its email: the address as written,
-/// name, password hash, roles and verified flag. The id and creation time of an existing
-/// account stay. A verified account keeps its original verification time.
+/// name, roles and verified flag. The id and creation time of an existing account stay. A
+/// verified account keeps its original verification time.
+///
+/// The password hash of an existing account is replaced only when the account still has an
+/// imported password and the file brings a different hash: a password set in portvakt since
+/// (signup, change, reset) is never taken back to an old one, and re-running the same file
+/// does not undo the argon2id rehash of a login. Only the SHA-256 of the imported hash string
+/// is kept to tell, never the legacy hash once it has been rehashed.
 pub async fn upsert(conn: &mut AnyConnection, row: &Row, now: i64) -> Result<Written, sqlx::Error> {
     let new_id = UserId::new().to_string();
     let verified_at = row.email_verified.then_some(now);
+    let digest = crate::crypto::token_hash(&row.password_hash);
+    let imported: Option<Option<String>> =
+        sqlx::query_scalar("SELECT imported_hash_digest FROM users WHERE email_key = $1")
+            .bind(row.email.key())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let replace_password = match &imported {
+        None => true,
+        Some(Some(before)) => *before != digest,
+        Some(None) => false,
+    };
     let id: String = sqlx::query(
-        "INSERT INTO users (id, email, email_key, name, password_hash, email_verified_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO users (id, email, email_key, name, password_hash, email_verified_at, created_at, updated_at, imported_hash_digest) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (email_key) DO UPDATE SET \
-           email = excluded.email, name = excluded.name, password_hash = excluded.password_hash, \
+           email = excluded.email, name = excluded.name, \
+           password_hash = CASE WHEN $10 THEN excluded.password_hash ELSE users.password_hash END, \
+           imported_hash_digest = CASE WHEN $10 THEN excluded.imported_hash_digest ELSE users.imported_hash_digest END, \
            email_verified_at = CASE WHEN excluded.email_verified_at IS NULL THEN NULL \
              ELSE COALESCE(users.email_verified_at, excluded.email_verified_at) END, \
            updated_at = excluded.updated_at \
@@ -37,6 +60,8 @@ pub async fn upsert(conn: &mut AnyConnection, row: &Row, now: i64) -> Result<Wri
     .bind(verified_at)
     .bind(row.created_at.unwrap_or(now))
     .bind(now)
+    .bind(&digest)
+    .bind(replace_password)
     .fetch_one(&mut *conn)
     .await?
     .try_get("id")?;
@@ -47,7 +72,10 @@ pub async fn upsert(conn: &mut AnyConnection, row: &Row, now: i64) -> Result<Wri
             .bind(&id)
             .execute(&mut *conn)
             .await?;
-        Written::Updated(id.clone())
+        Written::Updated {
+            id: id.clone(),
+            password_replaced: replace_password,
+        }
     };
     for role in &row.roles {
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")

@@ -383,3 +383,98 @@ async fn bad_rows_of_a_crlf_file_are_reported_at_their_own_lines() {
         }
     }
 }
+
+/// A re-import never takes a password back: the same file leaves the argon2id rehash of a
+/// login alone, a password set in portvakt (a change, or a signup) stays, and only a new hash
+/// for a password that is still an imported one replaces it, ending that account's sessions.
+#[tokio::test]
+async fn a_re_import_never_takes_a_password_back_and_a_new_one_ends_sessions() {
+    let app = spawn_app().await;
+    let fixtures = fixtures();
+    let first = fixtures
+        .iter()
+        .find(|f| f.format == "bcrypt" && f.password == "correct horse battery staple")
+        .unwrap();
+    let second = fixtures
+        .iter()
+        .find(|f| f.format == "bcrypt" && f.password.starts_with("pässwörd"))
+        .unwrap();
+    let line = |email: &str, hash: &str| {
+        format!(
+            "{}\n",
+            json!({"email": email, "name": "N", "password_hash": hash})
+        )
+    };
+    let old = write(&app, "old.jsonl", &line("ada@example.com", &first.hash));
+    assert!(app.cli(&["import", &old]).await.0);
+    let session = app.login_ok("ada@example.com", &first.password).await;
+    let rehashed = stored_hash(&app, "ada@example.com").await;
+    assert!(rehashed.starts_with("$argon2id$"), "{rehashed}");
+
+    // The same file again: the rehash and the session stay.
+    assert!(app.cli(&["import", &old]).await.0);
+    assert_eq!(stored_hash(&app, "ada@example.com").await, rehashed);
+    assert_eq!(app.me(&session.access_token).await.status(), 200);
+
+    // A new hash from the file (the password was changed in the old application meanwhile).
+    let new = write(&app, "new.jsonl", &line("ada@example.com", &second.hash));
+    assert!(app.cli(&["import", &new]).await.0);
+    assert_eq!(
+        app.login("ada@example.com", &first.password).await.status(),
+        401
+    );
+    // The session ended: its refresh token at once, its access token within the running
+    // service's cache lifetime (the import is another process; on PostgreSQL, at once).
+    assert_eq!(app.refresh(&session.refresh_token).await.status(), 401);
+    let ended = crate::helpers::eventually(std::time::Duration::from_secs(7), || async {
+        app.me(&session.access_token).await.status() == 401
+    })
+    .await;
+    assert!(ended, "the access token still works after the cache lifetime");
+    let session = app.login_ok("ada@example.com", &second.password).await;
+
+    // A password changed in portvakt is kept by every later import.
+    let change = app
+        .authed(
+            reqwest::Method::POST,
+            "/api/v1/users/me/password",
+            &session.access_token,
+        )
+        .json(&json!({"current_password": second.password, "new_password": "a brand new passphrase 7"}));
+    assert_eq!(app.send(change).await.status(), 204);
+    assert!(app.cli(&["import", &old]).await.0);
+    assert!(app.cli(&["import", &new]).await.0);
+    app.login_ok("ada@example.com", "a brand new passphrase 7")
+        .await;
+    assert_eq!(
+        app.login("ada@example.com", &second.password)
+            .await
+            .status(),
+        401
+    );
+
+    // So is the password of an account that signed up here; the rest of the row applies.
+    assert_eq!(
+        app.signup("bob@example.com", "bobs own passphrase 9")
+            .await
+            .status(),
+        201
+    );
+    let bob = write(&app, "bob.jsonl", &line("bob@example.com", &first.hash));
+    assert!(app.cli(&["import", &bob]).await.0);
+    let token = app
+        .login_ok("bob@example.com", "bobs own passphrase 9")
+        .await;
+    assert_eq!(
+        app.me(&token.access_token)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["name"],
+        "N"
+    );
+    assert_eq!(
+        app.login("bob@example.com", &first.password).await.status(),
+        401
+    );
+}
