@@ -430,7 +430,10 @@ async fn a_re_import_never_takes_a_password_back_and_a_new_one_ends_sessions() {
         app.me(&session.access_token).await.status() == 401
     })
     .await;
-    assert!(ended, "the access token still works after the cache lifetime");
+    assert!(
+        ended,
+        "the access token still works after the cache lifetime"
+    );
     let session = app.login_ok("ada@example.com", &second.password).await;
 
     // A password changed in portvakt is kept by every later import.
