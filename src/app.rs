@@ -53,6 +53,7 @@ pub struct AppInner {
     pub exporter: ops::metrics::Exporter,
     pub reporter: Option<Arc<Reporter>>,
     pub events: Arc<Events>,
+    pub mail: Arc<crate::mail::Mail>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -112,6 +113,7 @@ impl AppState {
                 .await
                 .context("signing the audit log's initial head")?;
         }
+        let mail = Arc::new(crate::mail::Mail::new(master.clone()));
         let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
 
         let hasher = PasswordHasher::start(HashSettings {
@@ -134,6 +136,7 @@ impl AppState {
         if store.backend() == Backend::Postgres {
             let (s, p, b) = (sessions.clone(), profiles.clone(), backoff.clone());
             let appended = audit.appended();
+            let m = mail.clone();
             notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
                 Arc::new(move |event| match event {
@@ -153,10 +156,14 @@ impl AppState {
                     Invalidation::Ids { kind, .. } if kind == crate::audit::APPENDED_KIND => {
                         appended.notify_one()
                     }
+                    Invalidation::Ids { kind, .. } if kind == crate::mail::ENQUEUED_KIND => {
+                        m.wake()
+                    }
                     Invalidation::Ids { .. } => {}
                     Invalidation::Everything => {
                         s.clear();
                         p.clear();
+                        m.wake();
                         // Appends announced meanwhile were missed: read the log now.
                         appended.notify_one();
                     }
@@ -185,6 +192,7 @@ impl AppState {
             exporter: ops::metrics::Exporter::default(),
             reporter,
             events,
+            mail,
         }));
         spawn_housekeeping(&state);
         Ok(state)
@@ -278,6 +286,9 @@ async fn not_found() -> AppError {
 
 /// How long shutdown waits for database connections to be handed back and closed.
 const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long shutdown waits for the email worker to finish the message in hand.
+const MAIL_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A bound, ready-to-serve instance.
 pub struct Application {
@@ -430,6 +441,19 @@ impl Application {
                 .await;
             })
         });
+        let (mail_stop, mail_stop_rx) = tokio::sync::watch::channel(false);
+        let mail_worker = match crate::mail::worker::spawn(
+            store.clone(),
+            self.state.mail.clone(),
+            &self.state.config,
+            mail_stop_rx,
+        ) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the email worker cannot start; email stays in the outbox");
+                None
+            }
+        };
         let backups = crate::ops::backup::schedule::Schedule::from_config(&self.state.config)
             .map(|s| crate::ops::backup::schedule::spawn(store.clone(), s));
         server::serve(
@@ -447,6 +471,16 @@ impl Application {
             let _ = task.await;
         }
         events.closed(shutdown_timeout).await;
+        // The worker finishes the message in hand, so that a delivery is recorded before the
+        // pool closes; one cut short is sent again after its claim expires.
+        let _ = mail_stop.send(true);
+        if let Some(mut task) = mail_worker
+            && tokio::time::timeout(MAIL_STOP_TIMEOUT, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
         tail.abort();
         housekeeping.abort();
         if let Some(task) = backups {

@@ -101,6 +101,11 @@ settings! {
     "backup_interval" = "0" : "`serve` writes a backup this often (e.g. `24h`); 0 turns scheduled backups off. With several instances on one PostgreSQL database, one of them takes each backup.";
     "backup_dir" = "" : "Directory of scheduled backups (created owner-only); empty means `<data_dir>/backups`. Use a different disk than the database's.";
     "backup_keep" = "7" : "Scheduled backups kept in `backup_dir`; older ones are deleted after each new one. Files named otherwise are never touched.";
+    "smtp_url" = "" : "Where email is delivered: `smtp://[user:pass@]host[:port]` (STARTTLS required, port 587), `smtps://[user:pass@]host[:port]` (TLS from the first byte, port 465), or `smtp://host:port?tls=none` for an unencrypted relay (production allows that only on a loopback address). Empty: messages are written to the log and to `<data_dir>/outbox/` instead (development). `PORTVAKT_SMTP_URL_FILE` reads it from a file.";
+    "mail_from" = "" : "The `From` of every email (`Portvakt <noreply@example.com>`); empty means `portvakt@<issuer host>`.";
+    "mail_retry_initial" = "30s" : "Email: the wait after a failed delivery attempt; each further failure doubles it.";
+    "mail_retry_max" = "1h" : "Email: the longest wait between delivery attempts of one message.";
+    "mail_max_attempts" = "20" : "Email: delivery attempts of one message before it is given up (recorded, with the last error, and counted in `portvakt_mail_sent_total{outcome=\"failed\"}`).";
 }
 
 /// Where a value came from, for error messages.
@@ -375,6 +380,14 @@ pub struct Config {
     pub backup_interval: Duration,
     pub backup_dir: PathBuf,
     pub backup_keep: usize,
+    /// Where email goes; `None` writes it to the log and `<data_dir>/outbox/`.
+    pub smtp: Option<crate::mail::SmtpUrl>,
+    /// The `From` of every email.
+    pub mail_from: lettre::message::Mailbox,
+    pub mail_from_is_default: bool,
+    pub mail_retry_initial: Duration,
+    pub mail_retry_max: Duration,
+    pub mail_max_attempts: u32,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -552,7 +565,7 @@ impl Sources {
 }
 
 /// Settings whose value may come from a file named by `PORTVAKT_<KEY>_FILE` (container secrets).
-const FILE_VARIANTS: &[&str] = &["secret_key", "database_url", "sentry_dsn"];
+const FILE_VARIANTS: &[&str] = &["secret_key", "database_url", "sentry_dsn", "smtp_url"];
 
 fn default_of(key: &str) -> &'static str {
     SETTINGS
@@ -693,6 +706,26 @@ impl Config {
             .text("backup_dir")
             .map_or_else(|| data_dir.join("backups"), PathBuf::from);
         let backup_keep = s.range::<usize>("backup_keep", 1, 100_000);
+        let smtp = match s.text("smtp_url") {
+            Some(text) => match crate::mail::SmtpUrl::parse(&text) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    s.problems.push(format!("PORTVAKT_SMTP_URL: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mail_from_text = s.text("mail_from");
+        let mail_retry_initial = s.span("mail_retry_initial", Duration::from_millis(10));
+        let mail_retry_max = s.span("mail_retry_max", Duration::from_millis(10));
+        let mail_max_attempts = s.range::<u32>("mail_max_attempts", 1, 1000);
+        if let (Some(initial), Some(max)) = (mail_retry_initial, mail_retry_max)
+            && initial > max
+        {
+            s.problems
+                .push("PORTVAKT_MAIL_RETRY_INITIAL is longer than PORTVAKT_MAIL_RETRY_MAX".into());
+        }
 
         let database_url = s.text("database_url");
         let secret_key = s.text("secret_key").map(SecretString::from);
@@ -758,6 +791,22 @@ impl Config {
                 }
             },
             (None, Some(addr)) => Some(default_issuer(addr, tls.is_some())),
+            (None, None) => None,
+        };
+
+        let mail_from = match (&mail_from_text, &issuer) {
+            (Some(text), _) => match text.parse::<lettre::message::Mailbox>() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    s.problems.push(format!(
+                        "PORTVAKT_MAIL_FROM: `{text}` is not a mailbox such as `Portvakt <noreply@example.com>`: {e}"
+                    ));
+                    None
+                }
+            },
+            (None, Some(issuer)) => {
+                default_mail_from(issuer).or_else(|| "Portvakt <portvakt@localhost>".parse().ok())
+            }
             (None, None) => None,
         };
 
@@ -844,6 +893,12 @@ impl Config {
             backup_interval: backup_interval.ok_or_else(missing)?,
             backup_dir,
             backup_keep: backup_keep.ok_or_else(missing)?,
+            smtp,
+            mail_from: mail_from.ok_or_else(missing)?,
+            mail_from_is_default: mail_from_text.is_none(),
+            mail_retry_initial: mail_retry_initial.ok_or_else(missing)?,
+            mail_retry_max: mail_retry_max.ok_or_else(missing)?,
+            mail_max_attempts: mail_max_attempts.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }
@@ -867,6 +922,17 @@ impl Config {
                 .unwrap_or(2)
         }
     }
+}
+
+/// `portvakt@<issuer host>`; a host that is an IP address is written as an address literal.
+fn default_mail_from(issuer: &str) -> Option<lettre::message::Mailbox> {
+    let url = url::Url::parse(issuer).ok()?;
+    let domain = match url.host()? {
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(ip) => format!("[{ip}]"),
+        url::Host::Ipv6(ip) => format!("[IPv6:{ip}]"),
+    };
+    format!("Portvakt <portvakt@{domain}>").parse().ok()
 }
 
 fn default_issuer(addr: SocketAddr, tls: bool) -> String {
@@ -1393,13 +1459,7 @@ impl Config {
             ));
         }
 
-        // Said plainly rather than passed over: flows that need email do not exist yet.
-        out.push(Finding::new(
-            if prod { Level::Warn } else { Level::Pass },
-            "smtp",
-            "no SMTP: this version sends no email (verification and password reset arrive with the email issue)",
-            "nothing to set yet; plan account recovery through an admin until then",
-        ));
+        out.extend(self.mail_findings());
 
         out.extend(self.tls_findings());
 
@@ -1435,6 +1495,51 @@ impl Config {
     /// Native TLS files: present and readable (a `Fail` in any environment, since the service
     /// could not start), and the key not readable by others. Whether the pair is usable is
     /// checked by loading it, which `portvakt check` does as well.
+    fn mail_findings(&self) -> Vec<Finding> {
+        let prod = self.is_production();
+        let mut out = Vec::new();
+        match &self.smtp {
+            Some(smtp) if !smtp.encrypted() && prod && !smtp.is_loopback() => {
+                out.push(Finding::new(
+                    Level::Fail,
+                    "smtp",
+                    format!(
+                        "PORTVAKT_SMTP_URL sends email unencrypted (`tls=none`) to {}",
+                        smtp.host
+                    ),
+                    "use smtp:// (STARTTLS) or smtps://; `tls=none` is for a relay on the loopback address",
+                ));
+            }
+            Some(smtp) => out.push(Finding::new(
+                Level::Pass,
+                "smtp",
+                format!("email is delivered through {}", smtp.describe()),
+                "",
+            )),
+            None if prod => out.push(Finding::new(
+                Level::Warn,
+                "smtp",
+                "no SMTP: emails are only written to the data directory's outbox/ folder, and nobody receives them",
+                "set PORTVAKT_SMTP_URL (smtp://user:pass@host:587 or smtps://...)",
+            )),
+            None => out.push(Finding::new(
+                Level::Pass,
+                "smtp",
+                "no SMTP: emails are written to the log and to the data directory's outbox/ folder",
+                "set PORTVAKT_SMTP_URL before going to production",
+            )),
+        }
+        if prod && self.mail_from_is_default {
+            out.push(Finding::new(
+                Level::Warn,
+                "mail_from",
+                format!("emails are sent from the default {}", self.mail_from),
+                "set PORTVAKT_MAIL_FROM to an address your mail domain allows (SPF/DKIM)",
+            ));
+        }
+        out
+    }
+
     fn tls_findings(&self) -> Vec<Finding> {
         let Some(files) = &self.tls else {
             return vec![Finding::new(

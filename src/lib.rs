@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod import;
+pub mod mail;
 pub mod oidc;
 pub mod openapi;
 pub mod ops;

@@ -27,6 +27,8 @@ pub const PANICS: &str = "portvakt_panics_total";
 pub const BUILD_INFO: &str = "portvakt_build_info";
 pub const LAST_BACKUP: &str = "portvakt_last_backup_timestamp_seconds";
 pub const BACKUPS: &str = "portvakt_backups_total";
+pub const MAIL_SENT: &str = "portvakt_mail_sent_total";
+pub const MAIL_OUTBOX_DEPTH: &str = "portvakt_mail_outbox_depth";
 
 /// Request latency buckets: most answers take well under a millisecond, password work tens
 /// of milliseconds, and the request timeout caps the tail.
@@ -129,6 +131,14 @@ fn describe() {
     describe_counter!(
         BACKUPS,
         "Backups taken by this process, by outcome: success or failure."
+    );
+    describe_counter!(
+        MAIL_SENT,
+        "Email delivery attempts of this instance, by outcome: sent (accepted by the SMTP server), written (no SMTP: to the outbox folder), retry (failed, tried again later) or failed (given up)."
+    );
+    describe_gauge!(
+        MAIL_OUTBOX_DEPTH,
+        "Emails neither sent nor given up, in the whole database, as last seen by this instance's worker."
     );
     describe_gauge!(
         LAST_BACKUP,

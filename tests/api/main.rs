@@ -17,6 +17,7 @@ mod gdpr;
 mod hardening;
 mod import;
 mod limits;
+mod mail;
 mod metrics;
 mod openapi;
 mod ops;

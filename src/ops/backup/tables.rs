@@ -79,6 +79,10 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
         "backups",
         "the history of one database's backup files, not data to carry to another",
     ),
+    (
+        "mail_outbox",
+        "email in flight: a restored database must not send old messages (and their one-time links) again",
+    ),
 ];
 
 pub fn table(name: &str) -> Option<&'static Table> {

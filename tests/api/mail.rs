@@ -1,0 +1,371 @@
+//! Email: the outbox and its delivery worker against a real SMTP server (aiosmtpd, run from
+//! `tests/smtp_sink.py` on 127.0.0.1), which writes every message it accepts to a folder.
+//! aiosmtpd comes from a Python with it installed, or is installed into a venv of its own
+//! under `~/.cache` on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use portvakt::mail::Message;
+use sqlx::Row;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{TestApp, eventually, spawn_app_with};
+
+/// The aiosmtpd release the tests install when no Python has it.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// A Python that can `import aiosmtpd`: CI's venv, the tests' own, or one made now. The
+/// install runs under a file lock, so parallel tests (and test binaries) make it once.
+fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let home = PathBuf::from(std::env::var("HOME").expect("HOME is set"));
+            let cache = home.join(".cache");
+            let own = cache.join("portvakt-mail-venv");
+            let has_aiosmtpd = |python: &Path| {
+                std::process::Command::new(python)
+                    .args(["-c", "import aiosmtpd"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let candidates = [
+                cache.join("portvakt-venv/bin/python"),
+                own.join("bin/python"),
+                PathBuf::from("python3"),
+            ];
+            if let Some(found) = candidates.iter().find(|p| has_aiosmtpd(p)) {
+                return found.clone();
+            }
+            std::fs::create_dir_all(&cache).expect("create ~/.cache");
+            let lock = std::fs::File::create(cache.join("portvakt-mail-venv.lock"))
+                .expect("create the venv lock file");
+            lock.lock().expect("lock the venv lock file");
+            let python = own.join("bin/python");
+            if !has_aiosmtpd(&python) {
+                let run = |cmd: &mut std::process::Command| {
+                    let out = cmd.output().expect("run python3");
+                    assert!(
+                        out.status.success(),
+                        "installing aiosmtpd for the email tests failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                };
+                run(std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&own));
+                run(std::process::Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", AIOSMTPD]));
+            }
+            python
+        })
+        .clone()
+}
+
+/// A running aiosmtpd and the folder it delivers into.
+struct SmtpSink {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl SmtpSink {
+    /// A sink on a free port, not started yet.
+    fn new() -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        SmtpSink {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        }
+    }
+
+    async fn started() -> SmtpSink {
+        let mut sink = SmtpSink::new();
+        sink.start().await;
+        sink
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it listens.
+    async fn start(&mut self) {
+        let python = tokio::task::spawn_blocking(python).await.unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+        for _ in 0..50 {
+            let mut child = tokio::process::Command::new(&python)
+                .arg(&script)
+                .arg(self.port.to_string())
+                .arg(self.dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start the SMTP sink");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+            if let Ok(Ok(Some(line))) = ready
+                && line == "ready"
+            {
+                self.child = Some(child);
+                return;
+            }
+            // The port may still be held by the server just stopped: try again.
+            let _ = child.kill().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the SMTP sink did not start on port {}", self.port);
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("stop the SMTP sink");
+        }
+    }
+
+    /// Every message delivered so far, as received (headers and body).
+    fn messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many delivered messages have this subject.
+    fn count(&self, subject: &str) -> usize {
+        let header = format!("Subject: {subject}\r\n");
+        self.messages()
+            .iter()
+            .filter(|m| m.contains(&header))
+            .count()
+    }
+
+    async fn wait_for(&self, subject: &str) -> bool {
+        eventually(Duration::from_secs(20), || async {
+            self.count(subject) > 0
+        })
+        .await
+    }
+}
+
+/// An app whose worker delivers to `sink`, retrying quickly.
+async fn app_sending_to(sink: &SmtpSink) -> TestApp {
+    spawn_app_with(&[
+        ("smtp_url", &sink.url()),
+        ("mail_retry_initial", "100ms"),
+        ("mail_retry_max", "400ms"),
+    ])
+    .await
+}
+
+fn message(subject: &str) -> Message {
+    Message {
+        to: "Ada Lovelace <ada@example.com>".parse().unwrap(),
+        subject: subject.to_string(),
+        text: format!("Hello Ada,\r\nopen https://portvakt.test/verify?token={subject}\r\n"),
+        html: None,
+    }
+}
+
+/// Enqueues `message` in a transaction of its own and commits it.
+async fn enqueue(app: &TestApp, message: &Message) -> String {
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    let id = app.state.mail.enqueue(&mut tx, message).await.unwrap();
+    tx.commit().await.unwrap();
+    id.to_string()
+}
+
+/// (attempts, sent_at set, body_text still stored, last_error)
+async fn row(app: &TestApp, id: &str) -> (i64, bool, bool, Option<String>) {
+    let r = sqlx::query(
+        "SELECT attempts, sent_at, body_text, last_error FROM mail_outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap();
+    (
+        r.get::<i64, _>("attempts"),
+        r.get::<Option<i64>, _>("sent_at").is_some(),
+        r.get::<Option<String>, _>("body_text").is_some(),
+        r.get::<Option<String>, _>("last_error"),
+    )
+}
+
+#[tokio::test]
+async fn a_message_enqueued_in_a_transaction_that_rolls_back_is_never_sent() {
+    let sink = SmtpSink::started().await;
+    let app = app_sending_to(&sink).await;
+
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    let dropped = app
+        .state
+        .mail
+        .enqueue(&mut tx, &message("rolled-back"))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // A later message is delivered after any earlier one would have been.
+    enqueue(&app, &message("committed")).await;
+
+    assert!(sink.wait_for("committed").await, "{:?}", sink.messages());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.count("rolled-back"), 0, "{:?}", sink.messages());
+    assert_eq!(sink.messages().len(), 1);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE id = $1")
+        .bind(dropped.to_string())
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_committed_message_arrives_exactly_once_with_its_subject_and_bodies() {
+    let sink = SmtpSink::started().await;
+    let app = app_sending_to(&sink).await;
+    let mut m = message("welcome");
+    m.html = Some("<p>Hello <b>Ada</b></p>".into());
+    let id = enqueue(&app, &m).await;
+
+    assert!(sink.wait_for("welcome").await);
+    // Give a second send every chance to happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let got = &messages[0];
+    assert!(
+        got.starts_with("X-Envelope-To: ada@example.com\r\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("To: \"Ada Lovelace\" <ada@example.com>")
+            || got.contains("To: Ada Lovelace <ada@example.com>"),
+        "{got}"
+    );
+    assert!(
+        got.contains("https://portvakt.test/verify?token=welcome"),
+        "{got}"
+    );
+    assert!(got.contains("<p>Hello <b>Ada</b></p>"), "{got}");
+    assert!(got.contains("multipart/alternative"), "{got}");
+    assert!(got.contains(&format!("Message-ID: <{id}@")), "{got}");
+
+    // Sent is recorded, and the body (with its one-time link) is gone from the database.
+    assert!(
+        eventually(Duration::from_secs(5), || async { row(&app, &id).await.1 }).await,
+        "sent_at is recorded"
+    );
+    let (attempts, _, body_kept, error) = row(&app, &id).await;
+    assert_eq!(attempts, 1);
+    assert!(!body_kept, "the body is erased once sent");
+    assert_eq!(error, None);
+}
+
+#[tokio::test]
+async fn a_message_waits_for_a_down_smtp_server_and_arrives_once_it_is_up() {
+    let mut sink = SmtpSink::new();
+    let app = app_sending_to(&sink).await;
+    let id = enqueue(&app, &message("patience")).await;
+
+    // Refused connections are attempts that fail, retried with backoff.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            row(&app, &id).await.0 >= 3
+        })
+        .await,
+        "the worker retries"
+    );
+    let (_, sent, body_kept, error) = row(&app, &id).await;
+    assert!(!sent);
+    assert!(body_kept, "the body waits, sealed, for the next attempt");
+    assert!(error.is_some());
+    assert_eq!(sink.messages().len(), 0);
+
+    sink.start().await;
+    assert!(sink.wait_for("patience").await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sink.count("patience"), 1, "{:?}", sink.messages());
+    assert_eq!(sink.messages().len(), 1);
+    assert!(row(&app, &id).await.1);
+}
+
+#[tokio::test]
+async fn an_smtp_server_that_goes_away_mid_way_loses_nothing_and_duplicates_nothing() {
+    let mut sink = SmtpSink::started().await;
+    let app = app_sending_to(&sink).await;
+    enqueue(&app, &message("first")).await;
+    assert!(sink.wait_for("first").await);
+
+    sink.stop().await;
+    let mut ids = Vec::new();
+    for subject in ["second", "third", "fourth"] {
+        ids.push(enqueue(&app, &message(subject)).await);
+    }
+    // Every one of them has failed at least once against the stopped server.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            for id in &ids {
+                if row(&app, id).await.3.is_none() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await,
+        "attempts fail while the server is down"
+    );
+
+    sink.start().await;
+    for subject in ["second", "third", "fourth"] {
+        assert!(sink.wait_for(subject).await, "{subject} arrives");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for subject in ["first", "second", "third", "fourth"] {
+        assert_eq!(sink.count(subject), 1, "{subject}: {:?}", sink.messages());
+    }
+    assert_eq!(sink.messages().len(), 4);
+    for id in &ids {
+        assert!(row(&app, id).await.1, "{id} is recorded as sent");
+    }
+}
+
+#[tokio::test]
+async fn without_smtp_each_message_is_written_to_the_outbox_folder() {
+    let app = spawn_app_with(&[]).await;
+    let id = enqueue(&app, &message("no-smtp")).await;
+    let file = app.data_dir().join("outbox").join(format!("{id}.eml"));
+    assert!(
+        eventually(Duration::from_secs(10), || async { file.exists() }).await,
+        "{} is written",
+        file.display()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("Subject: no-smtp\r\n"), "{text}");
+    assert!(
+        text.contains("https://portvakt.test/verify?token=no-smtp"),
+        "{text}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async { row(&app, &id).await.1 }).await,
+        "the message is recorded as sent"
+    );
+    assert!(
+        !row(&app, &id).await.2,
+        "the body is erased from the database"
+    );
+}
