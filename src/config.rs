@@ -102,7 +102,7 @@ settings! {
     "backup_dir" = "" : "Directory of scheduled backups (created owner-only); empty means `<data_dir>/backups`. Use a different disk than the database's.";
     "backup_keep" = "7" : "Scheduled backups kept in `backup_dir`; older ones are deleted after each new one. Files named otherwise are never touched.";
     "smtp_url" = "" : "Where email is delivered: `smtp://[user:pass@]host[:port]` (STARTTLS required, port 587), `smtps://[user:pass@]host[:port]` (TLS from the first byte, port 465), or `smtp://host:port?tls=none` for an unencrypted relay (production allows that only on a loopback address). Empty: messages are written to the log and to `<data_dir>/outbox/` instead (development). `PORTVAKT_SMTP_URL_FILE` reads it from a file.";
-    "mail_from" = "" : "The `From` of every email (`Portvakt <noreply@example.com>`); empty means `portvakt@<issuer host>`.";
+    "mail_from" = "" : "The `From` of every email (`Portvakt <noreply@example.com>`); empty means `portvakt@<issuer host>` (`portvakt@localhost` when that is an IP address).";
     "mail_retry_initial" = "30s" : "Email: the wait after a failed delivery attempt; each further failure doubles it.";
     "mail_retry_max" = "1h" : "Email: the longest wait between delivery attempts of one message.";
     "mail_max_attempts" = "20" : "Email: delivery attempts of one message before it is given up (recorded, with the last error, and counted in `portvakt_mail_sent_total{outcome=\"failed\"}`).";
@@ -924,13 +924,13 @@ impl Config {
     }
 }
 
-/// `portvakt@<issuer host>`; a host that is an IP address is written as an address literal.
+/// `portvakt@<issuer host>`, or `portvakt@localhost` when the host is an IP address (lettre
+/// takes no address literals).
 fn default_mail_from(issuer: &str) -> Option<lettre::message::Mailbox> {
     let url = url::Url::parse(issuer).ok()?;
     let domain = match url.host()? {
         url::Host::Domain(d) => d.to_string(),
-        url::Host::Ipv4(ip) => format!("[{ip}]"),
-        url::Host::Ipv6(ip) => format!("[IPv6:{ip}]"),
+        url::Host::Ipv4(_) | url::Host::Ipv6(_) => "localhost".to_string(),
     };
     format!("Portvakt <portvakt@{domain}>").parse().ok()
 }
@@ -1631,6 +1631,51 @@ mod guard_tests {
             ]))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn production_sends_unencrypted_email_only_to_a_loopback_relay() {
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        let with = |url: &'static str| {
+            prod(&[
+                ("secret_key", strong),
+                ("issuer", "https://id.example.com"),
+                ("smtp_url", url),
+            ])
+        };
+        assert_eq!(
+            fails(&with("smtp://mail.example.com:25?tls=none")),
+            vec!["smtp"]
+        );
+        assert!(fails(&with("smtp://127.0.0.1:25?tls=none")).is_empty());
+        assert!(fails(&with("smtp://user:pw@mail.example.com")).is_empty());
+        assert!(fails(&with("smtps://mail.example.com")).is_empty());
+        let err = Config::from_pairs([("smtp_url", "smtp://h?tls=off")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORTVAKT_SMTP_URL"), "{err}");
+        // Without SMTP production starts, and `check` says plainly that nobody gets email.
+        let none = prod(&[("secret_key", strong), ("issuer", "https://id.example.com")]);
+        let smtp = none
+            .findings()
+            .into_iter()
+            .find(|f| f.item == "smtp")
+            .unwrap();
+        assert_eq!(smtp.level, Level::Warn);
+    }
+
+    #[test]
+    fn mail_from_defaults_to_the_issuer_host_and_must_be_a_mailbox() {
+        let c = Config::from_pairs([("issuer", "https://id.example.com")]).unwrap();
+        assert_eq!(
+            c.mail_from.to_string(),
+            "Portvakt <portvakt@id.example.com>"
+        );
+        let c = Config::from_pairs::<&str, &str>([]).unwrap();
+        assert_eq!(c.mail_from.email.to_string(), "portvakt@localhost");
+        let c = Config::from_pairs([("mail_from", "Acme <id@acme.test>")]).unwrap();
+        assert_eq!(c.mail_from.email.to_string(), "id@acme.test");
+        assert!(Config::from_pairs([("mail_from", "not a mailbox")]).is_err());
     }
 
     #[test]
