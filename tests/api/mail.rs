@@ -369,3 +369,89 @@ async fn without_smtp_each_message_is_written_to_the_outbox_folder() {
         "the body is erased from the database"
     );
 }
+
+#[tokio::test]
+async fn a_message_claimed_by_a_worker_that_died_is_sent_once_its_lease_ends() {
+    let sink = SmtpSink::started().await;
+    let app = app_sending_to(&sink).await;
+    // A worker of another instance claimed the message and died: its lease runs 1.5 s more.
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    let id = app
+        .state
+        .mail
+        .enqueue(&mut tx, &message("orphan"))
+        .await
+        .unwrap()
+        .to_string();
+    let until = portvakt::store::now_micros() + 1_500_000;
+    sqlx::query(
+        "UPDATE mail_outbox SET claimed_by = 'dead-worker', claimed_until = $1, attempts = 1 WHERE id = $2",
+    )
+    .bind(until)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        sink.count("orphan"),
+        0,
+        "a held claim keeps other workers off"
+    );
+    assert!(sink.wait_for("orphan").await, "taken over after the lease");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.count("orphan"), 1);
+    let (attempts, sent, _, _) = row(&app, &id).await;
+    assert!(sent);
+    assert_eq!(attempts, 2, "the dead worker's attempt counts");
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_send_each_message_once() {
+    let db = crate::helpers::fresh_database().await;
+    let Some(url) = db.url().map(str::to_string) else {
+        crate::helpers::skipped(
+            "two_instances_on_one_database_send_each_message_once",
+            "needs PostgreSQL (PORTVAKT_TEST_DATABASE_URL)",
+        );
+        return;
+    };
+    let sink = SmtpSink::started().await;
+    // Instances of one deployment share the secret key that seals the bodies.
+    let secret = portvakt::crypto::secret::generate();
+    let smtp = sink.url();
+    let settings = [
+        ("smtp_url", smtp.as_str()),
+        ("secret_key", secret.as_str()),
+        ("mail_retry_initial", "100ms"),
+        ("mail_retry_max", "400ms"),
+    ];
+    let a = crate::helpers::spawn_app_on(db, &settings).await;
+    let mut with_url = settings.to_vec();
+    with_url.push(("database_url", url.as_str()));
+    let b = crate::helpers::spawn_app_on(crate::helpers::TestDatabase::Sqlite, &with_url).await;
+
+    const MESSAGES: usize = 30;
+    let subjects: Vec<String> = (0..MESSAGES).map(|i| format!("crowd-{i}")).collect();
+    // Both instances enqueue, and both workers are woken for every message (NOTIFY).
+    let enqueues = subjects.iter().enumerate().map(|(i, s)| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move { enqueue(app, &message(s)).await }
+    });
+    futures::future::join_all(enqueues).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            sink.messages().len() >= MESSAGES
+        })
+        .await,
+        "{} of {MESSAGES} arrived",
+        sink.messages().len()
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for s in &subjects {
+        assert_eq!(sink.count(s), 1, "{s}");
+    }
+    assert_eq!(sink.messages().len(), MESSAGES);
+}
