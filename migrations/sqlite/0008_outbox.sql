@@ -5,6 +5,7 @@
 CREATE TABLE mail_outbox (
     id              TEXT PRIMARY KEY,            -- UUIDv7
     created_at      INTEGER NOT NULL,
+    user_id         TEXT,                        -- the account it is about, if any: erasure deletes its mail
     recipient       TEXT NOT NULL,               -- the To mailbox
     subject         TEXT NOT NULL,
     body_text       TEXT,                        -- sealed; NULL once sent or given up
@@ -19,3 +20,4 @@ CREATE TABLE mail_outbox (
 );
 
 CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_at) WHERE sent_at IS NULL AND failed_at IS NULL;
+CREATE INDEX mail_outbox_by_user ON mail_outbox (user_id);

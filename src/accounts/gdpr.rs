@@ -228,6 +228,7 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let cleared = app.audit.erase_personal(&mut tx, &person).await?;
             let ended = sessions::delete_all_of_user(&app.store, &mut tx, id).await?;
             roles::remove_all(&mut tx, id).await?;
+            crate::mail::store::delete_of_user(&mut tx, &uid).await?;
             store::delete(&mut tx, id).await?;
             app.store
                 .announce(&mut tx, INVALIDATION_KIND, &[uid])

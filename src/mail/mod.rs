@@ -34,6 +34,8 @@ const SEAL_PURPOSE: &str = "outbox";
 /// One email to send. Plain text is required; the HTML alternative is optional.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The account the message is about, if any: erasing it deletes the message.
+    pub user: Option<crate::accounts::UserId>,
     pub to: Mailbox,
     pub subject: String,
     pub text: String,
@@ -84,6 +86,7 @@ impl Mail {
             conn,
             &store::NewRow {
                 id: &context,
+                user_id: message.user.map(|u| u.to_string()),
                 recipient: &message.to.to_string(),
                 subject: &message.subject,
                 body_text: &text,

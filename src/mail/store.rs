@@ -6,6 +6,7 @@ use crate::store::{Backend, Store, now_micros};
 
 pub struct NewRow<'a> {
     pub id: &'a str,
+    pub user_id: Option<String>,
     pub recipient: &'a str,
     pub subject: &'a str,
     pub body_text: &'a str,
@@ -16,7 +17,7 @@ pub async fn insert(conn: &mut AnyConnection, row: &NewRow<'_>) -> Result<(), sq
     let now = now_micros();
     sqlx::query(
         "INSERT INTO mail_outbox (id, created_at, recipient, subject, body_text, body_html, \
-         attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+         attempts, next_attempt_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
     )
     .bind(row.id)
     .bind(now)
@@ -25,6 +26,7 @@ pub async fn insert(conn: &mut AnyConnection, row: &NewRow<'_>) -> Result<(), sq
     .bind(row.body_text)
     .bind(row.body_html)
     .bind(now)
+    .bind(row.user_id.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -160,4 +162,15 @@ pub async fn pending(store: &Store) -> Result<(i64, Option<i64>), sqlx::Error> {
     .fetch_one(store.pool())
     .await?;
     Ok((row.try_get::<i64, _>("n")?, row.try_get("due")?))
+}
+
+/// Deletes every message about `user`, sent or not (GDPR erasure: the address and subject are
+/// personal data, and an unsent one must not reach an erased person). Inside the erasure's
+/// transaction.
+pub async fn delete_of_user(conn: &mut AnyConnection, user: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM mail_outbox WHERE user_id = $1")
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }

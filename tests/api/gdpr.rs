@@ -320,6 +320,17 @@ async fn erasure_leaves_nothing_personal_in_any_table_and_the_audit_chain_verifi
     // Someone else (with another browser), who must keep everything.
     let (other_email, other) = app.new_user().await;
     let id = user_id(&app, &tokens.access_token).await;
+    // Mail about the account (its address and name on the envelope) goes with it.
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    let message = portvakt::mail::Message {
+        user: portvakt::accounts::UserId::parse(&id),
+        to: format!("{name} <{email}>").parse().unwrap(),
+        subject: "Welcome".to_string(),
+        text: "Hello".to_string(),
+        html: None,
+    };
+    app.state.mail.enqueue(&mut tx, &message).await.unwrap();
+    tx.commit().await.unwrap();
     assert!(
         !where_found(&app, &email).await.is_empty(),
         "the search finds it before"

@@ -174,6 +174,7 @@ async fn app_sending_to(sink: &SmtpSink) -> TestApp {
 
 fn message(subject: &str) -> Message {
     Message {
+        user: None,
         to: "Ada Lovelace <ada@example.com>".parse().unwrap(),
         subject: subject.to_string(),
         text: format!("Hello Ada,\r\nopen https://portvakt.test/verify?token={subject}\r\n"),
