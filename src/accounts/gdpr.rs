@@ -34,6 +34,9 @@ pub struct Export {
     /// Every audit entry about the caller, oldest first (see `audit::erase`).
     pub audit: Vec<EntryView>,
     pub mfa: ExportedMfa,
+    /// Email about the account on record in the outbox, oldest first (bodies are not kept
+    /// once a message is sent, and are never exported).
+    pub mail: Vec<crate::mail::store::Exported>,
     /// Always empty until the OIDC provider exists.
     #[schema(value_type = Vec<Object>)]
     pub oidc_consents: Vec<serde_json::Value>,
@@ -107,6 +110,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
         sessions: &ids,
     };
     let entries = audit::erase::about(&mut tx, &person).await?;
+    let mail = crate::mail::store::of_user(&mut tx, &uid).await?;
     tx.rollback().await?;
     let current = caller.session_id.to_string();
     Ok(Export {
@@ -140,6 +144,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
             totp: false,
             passkeys: 0,
         },
+        mail,
         oidc_consents: Vec::new(),
         exported_at: rfc3339(now_micros()),
     })

@@ -174,3 +174,42 @@ pub async fn delete_of_user(conn: &mut AnyConnection, user: &str) -> Result<u64,
         .await?;
     Ok(done.rows_affected())
 }
+
+/// A message about an account, as its owner's export shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ExportedMail)]
+pub struct Exported {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    #[schema(format = "date-time")]
+    pub created_at: String,
+    /// When the SMTP server accepted it; `null` while waiting or after giving up.
+    #[schema(format = "date-time")]
+    pub sent_at: Option<String>,
+    /// When delivery was given up.
+    #[schema(format = "date-time")]
+    pub failed_at: Option<String>,
+}
+
+/// Every message about `user`, oldest first.
+pub async fn of_user(conn: &mut AnyConnection, user: &str) -> Result<Vec<Exported>, sqlx::Error> {
+    let rows: Vec<(String, String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, recipient, subject, created_at, sent_at, failed_at FROM mail_outbox \
+         WHERE user_id = $1 ORDER BY created_at, id",
+    )
+    .bind(user)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, recipient, subject, created, sent, failed)| Exported {
+            id,
+            recipient,
+            subject,
+            created_at: crate::store::rfc3339(created),
+            sent_at: sent.map(crate::store::rfc3339),
+            failed_at: failed.map(crate::store::rfc3339),
+        })
+        .collect())
+}

@@ -534,3 +534,38 @@ async fn an_admin_deleting_itself_leaves_no_address_or_browser_of_its_own() {
     .unwrap();
     assert_eq!(erased_entry, (None, None));
 }
+
+/// Mail about the account is part of what is stored about it: the export lists it (envelope
+/// and times, never a body), and only the caller's.
+#[tokio::test]
+async fn the_export_lists_mail_about_the_caller_without_bodies() {
+    let app = spawn_app().await;
+    let email = format!("mail-{}@example.com", uuid::Uuid::new_v4().simple());
+    let tokens = person(&app, &email, "Mia Mail").await;
+    let (_, other) = app.new_user().await;
+    let mine = portvakt::accounts::UserId::parse(&user_id(&app, &tokens.access_token).await);
+    let theirs = portvakt::accounts::UserId::parse(&user_id(&app, &other.access_token).await);
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    for (user, subject) in [(mine, "Yours"), (theirs, "Not yours")] {
+        let message = portvakt::mail::Message {
+            user,
+            to: format!("Mia Mail <{email}>").parse().unwrap(),
+            subject: subject.to_string(),
+            text: "secret link https://portvakt.test/x?token=abc".to_string(),
+            html: None,
+        };
+        app.state.mail.enqueue(&mut tx, &message).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let doc = export(&app, &tokens.access_token).await;
+    let mail = doc["mail"].as_array().unwrap();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["subject"], "Yours");
+    assert!(mail[0]["recipient"].as_str().unwrap().contains(&email));
+    assert!(mail[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        !doc.to_string().contains("token=abc"),
+        "a body was exported"
+    );
+}
