@@ -194,22 +194,27 @@ pub struct Exported {
 
 /// Every message about `user`, oldest first.
 pub async fn of_user(conn: &mut AnyConnection, user: &str) -> Result<Vec<Exported>, sqlx::Error> {
-    let rows: Vec<(String, String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows = sqlx::query(
         "SELECT id, recipient, subject, created_at, sent_at, failed_at FROM mail_outbox \
          WHERE user_id = $1 ORDER BY created_at, id",
     )
     .bind(user)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, recipient, subject, created, sent, failed)| Exported {
-            id,
-            recipient,
-            subject,
-            created_at: crate::store::rfc3339(created),
-            sent_at: sent.map(crate::store::rfc3339),
-            failed_at: failed.map(crate::store::rfc3339),
+    rows.iter()
+        .map(|r| {
+            Ok(Exported {
+                id: r.try_get("id")?,
+                recipient: r.try_get("recipient")?,
+                subject: r.try_get("subject")?,
+                created_at: crate::store::rfc3339(r.try_get("created_at")?),
+                sent_at: r
+                    .try_get::<Option<i64>, _>("sent_at")?
+                    .map(crate::store::rfc3339),
+                failed_at: r
+                    .try_get::<Option<i64>, _>("failed_at")?
+                    .map(crate::store::rfc3339),
+            })
         })
-        .collect())
+        .collect()
 }
