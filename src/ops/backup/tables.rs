@@ -53,6 +53,16 @@ pub const TABLES: &[Table] = &[
         seeded: None,
     },
     Table {
+        name: "mfa_totp",
+        order_by: "user_id",
+        seeded: None,
+    },
+    Table {
+        name: "mfa_recovery_codes",
+        order_by: "user_id, code_hash",
+        seeded: None,
+    },
+    Table {
         name: "audit_log",
         order_by: "seq",
         seeded: None,
@@ -78,6 +88,10 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     (
         "backups",
         "the history of one database's backup files, not data to carry to another",
+    ),
+    (
+        "mfa_challenges",
+        "logins waiting for their second factor, dead within minutes",
     ),
     (
         "mail_outbox",
