@@ -54,6 +54,8 @@ pub struct AppInner {
     pub reporter: Option<Arc<Reporter>>,
     pub events: Arc<Events>,
     pub mail: Arc<crate::mail::Mail>,
+    /// Seals secrets stored at rest (TOTP secrets).
+    pub master: Arc<MasterKey>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -114,7 +116,7 @@ impl AppState {
                 .context("signing the audit log's initial head")?;
         }
         let mail = Arc::new(crate::mail::Mail::new(master.clone()));
-        let keys = Arc::new(KeyRing::load_or_create(store.clone(), master).await?);
+        let keys = Arc::new(KeyRing::load_or_create(store.clone(), master.clone()).await?);
 
         let hasher = PasswordHasher::start(HashSettings {
             memory_kib: config.argon2_memory_kib,
@@ -193,6 +195,7 @@ impl AppState {
             reporter,
             events,
             mail,
+            master,
         }));
         spawn_housekeeping(&state);
         Ok(state)

@@ -58,6 +58,13 @@ pub enum AppError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    /// A well-formed request that cannot be honoured (a wrong code, a dead token): 400 with
+    /// its own slug.
+    #[error("bad request: {detail}")]
+    BadRequest {
+        slug: &'static str,
+        detail: &'static str,
+    },
     #[error("conflict: {detail}")]
     Conflict { slug: &'static str, detail: String },
     #[error("payload too large")]
@@ -279,6 +286,7 @@ impl AppError {
             ),
             AppError::Forbidden => Problem::for_status(S::FORBIDDEN),
             AppError::NotFound => Problem::for_status(S::NOT_FOUND),
+            AppError::BadRequest { slug, detail } => Problem::new(S::BAD_REQUEST, slug, *detail),
             AppError::Conflict { slug, detail } => Problem::new(S::CONFLICT, slug, detail.clone()),
             AppError::PayloadTooLarge => Problem::for_status(S::PAYLOAD_TOO_LARGE),
             AppError::UnsupportedMediaType => Problem::for_status(S::UNSUPPORTED_MEDIA_TYPE),

@@ -39,7 +39,7 @@ impl AdminUserView {
             name: u.name.clone(),
             email_verified: u.email_verified_at.is_some(),
             roles: u.roles.clone(),
-            mfa_enabled: false,
+            mfa_enabled: u.mfa_enabled,
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
             disabled: u.disabled_at.is_some(),
@@ -265,7 +265,8 @@ where
     }
     let list = crate::store::placeholders(ids.len());
     let sql = format!(
-        "SELECT id, email, name, email_verified_at, disabled_at, created_at, updated_at, last_login_at FROM users WHERE id IN ({list})"
+        "SELECT id, email, name, email_verified_at, disabled_at, created_at, updated_at, last_login_at, {} FROM users WHERE id IN ({list})",
+        crate::mfa_enabled_column!()
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for id in ids {
@@ -289,6 +290,7 @@ where
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
             roles: roles.remove(&raw).unwrap_or_default(),
+            mfa_enabled: r.try_get::<i64, _>("mfa_enabled")? != 0,
         };
         found.insert(raw, AdminUserView::new(&user, r.try_get("last_login_at")?));
     }

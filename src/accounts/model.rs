@@ -123,6 +123,8 @@ pub struct User {
     pub created_at: i64,
     pub updated_at: i64,
     pub roles: Vec<String>,
+    /// TOTP is confirmed: logins need a second factor.
+    pub mfa_enabled: bool,
 }
 
 impl User {
@@ -157,7 +159,7 @@ impl From<&User> for UserView {
             name: u.name.clone(),
             email_verified: u.email_verified_at.is_some(),
             roles: u.roles.clone(),
-            mfa_enabled: false,
+            mfa_enabled: u.mfa_enabled,
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
         }

@@ -5,7 +5,19 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::model::{User, UserId};
 
-const USER_COLUMNS: &str = "id, email, name, password_hash, email_verified_at, disabled_at, locked_at, created_at, updated_at";
+const USER_COLUMNS: &str = concat!(
+    "id, email, name, password_hash, email_verified_at, disabled_at, locked_at, created_at, updated_at, ",
+    crate::mfa_enabled_column!()
+);
+
+/// Whether the account in the row (`users.id`) has confirmed TOTP, as a BIGINT 0 or 1 named
+/// `mfa_enabled` (the same type on both backends).
+#[macro_export]
+macro_rules! mfa_enabled_column {
+    () => {
+        "CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_totp m WHERE m.user_id = users.id AND m.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS mfa_enabled"
+    };
+}
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     let id: String = row.try_get("id")?;
@@ -21,6 +33,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         roles: Vec::new(),
+        mfa_enabled: row.try_get::<i64, _>("mfa_enabled")? != 0,
     })
 }
 

@@ -30,6 +30,14 @@ pub enum Action {
     RoleDeleted,
     SessionsRevoked,
     UsersImported,
+    MfaTotpEnrolled,
+    MfaTotpConfirmed,
+    MfaTotpConfirmFailed,
+    MfaTotpDisabled,
+    MfaTotpDisableFailed,
+    RecoveryCodesRegenerated,
+    RecoveryCodesRegenerateFailed,
+    MfaFailed,
 }
 
 impl Action {
@@ -57,6 +65,14 @@ impl Action {
             Action::RoleDeleted => "role_deleted",
             Action::SessionsRevoked => "sessions_revoked",
             Action::UsersImported => "users_imported",
+            Action::MfaTotpEnrolled => "mfa_totp_enrolled",
+            Action::MfaTotpConfirmed => "mfa_totp_confirmed",
+            Action::MfaTotpConfirmFailed => "mfa_totp_confirm_failed",
+            Action::MfaTotpDisabled => "mfa_totp_disabled",
+            Action::MfaTotpDisableFailed => "mfa_totp_disable_failed",
+            Action::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Action::RecoveryCodesRegenerateFailed => "recovery_codes_regenerate_failed",
+            Action::MfaFailed => "mfa_failed",
         }
     }
 }
