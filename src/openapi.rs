@@ -28,6 +28,7 @@ use crate::error::PROBLEM_JSON;
     tags(
         (name = "accounts", description = "Signup and the caller's own account."),
         (name = "auth", description = "Login, token refresh, logout and sessions."),
+        (name = "mfa", description = "Second factor: TOTP enrolment and recovery codes."),
         (name = "admin", description = "Administration; needs the named permission."),
         (name = "events", description = "Live security events over WebSocket."),
         (name = "oauth2", description = "OpenID Connect provider endpoints."),
@@ -41,6 +42,7 @@ pub fn document() -> Document {
     let mut doc = Base::openapi();
     doc.merge(crate::accounts::routes::Doc::openapi());
     doc.merge(crate::auth::routes::Doc::openapi());
+    doc.merge(crate::auth::mfa::Doc::openapi());
     doc.merge(crate::admin::routes::Doc::openapi());
     doc.merge(crate::admin::delete::Doc::openapi());
     doc.merge(crate::events::routes::Doc::openapi());

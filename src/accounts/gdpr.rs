@@ -79,7 +79,7 @@ pub struct ExportedAccount {
     pub disabled_at: Option<String>,
 }
 
-/// MFA enrolment: nothing until MFA exists.
+/// MFA enrolment: whether TOTP is confirmed; passkeys do not exist yet.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportedMfa {
     pub totp: bool,
@@ -111,6 +111,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
     };
     let entries = audit::erase::about(&mut tx, &person).await?;
     let mail = crate::mail::store::of_user(&mut tx, &uid).await?;
+    let totp = crate::auth::mfa::totp_enabled(&mut tx, user.id).await?;
     tx.rollback().await?;
     let current = caller.session_id.to_string();
     Ok(Export {
@@ -140,10 +141,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
             .iter()
             .map(|e| EntryView::for_owner(e, &uid))
             .collect(),
-        mfa: ExportedMfa {
-            totp: false,
-            passkeys: 0,
-        },
+        mfa: ExportedMfa { totp, passkeys: 0 },
         mail,
         oidc_consents: Vec::new(),
         exported_at: rfc3339(now_micros()),
@@ -234,6 +232,7 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let ended = sessions::delete_all_of_user(&app.store, &mut tx, id).await?;
             roles::remove_all(&mut tx, id).await?;
             crate::mail::store::delete_of_user(&mut tx, &uid).await?;
+            crate::auth::mfa::delete_of_user(&mut tx, &uid).await?;
             store::delete(&mut tx, id).await?;
             app.store
                 .announce(&mut tx, INVALIDATION_KIND, &[uid])

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod caller;
+pub mod mfa;
 pub mod routes;
 pub mod service;
 pub mod sessions;

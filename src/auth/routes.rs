@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Caller;
-use super::service::{self, Ending, TokenPair};
+use super::service::{self, Ending, LoginOutcome, TokenPair};
 use super::sessions;
 use crate::accounts::Email;
 use crate::accounts::routes::no_store;
@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/users/me/sessions", get(list_sessions))
         .route("/api/v1/users/me/sessions/{id}", delete(revoke_session))
+        .merge(super::mfa::router())
 }
 
 /// Longest password accepted at login. Longer input cannot be anyone's password (signup
@@ -56,7 +57,7 @@ struct LoginRequest {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session.", body = TokenPair),
+        (status = 200, description = "A new session, or (when the account has MFA) `mfa_required` with an `mfa_token` for `/auth/mfa`.", body = LoginOutcome),
         (status = 401, description = "Invalid credentials (slug `invalid-credentials`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 

@@ -37,6 +37,14 @@ pub struct TokenPair {
 
 pub use crate::http::ClientInfo;
 
+/// What a login answers: a session, or a request for the second factor.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    Tokens(TokenPair),
+    Mfa(super::mfa::MfaRequired),
+}
+
 /// Checks the password and opens a session. Every failure (unknown email, wrong password,
 /// disabled or locked account) is the same error after the same work: one password
 /// verification. Failures count towards the email's backoff whether or not it has an
@@ -47,7 +55,7 @@ pub async fn login(
     email: &Email,
     password: SecretString,
     client: ClientInfo,
-) -> Result<TokenPair, AppError> {
+) -> Result<LoginOutcome, AppError> {
     let attempt = app
         .backoff
         .admit_or_refuse(
@@ -83,6 +91,13 @@ pub async fn login(
     }
     if verified.needs_rehash {
         rehash(app, user.id, password, user.password_hash.clone()).await;
+    }
+    if user.mfa_enabled {
+        // No session without the second factor. The email's earlier failures stay counted
+        // until it is given (`attempt` is dropped, neither failed nor succeeded).
+        let required = super::mfa::challenge(app, user.id).await?;
+        tracing::info!(user_id = %user.id, "password accepted; second factor required");
+        return Ok(LoginOutcome::Mfa(required));
     }
 
     let mut tx = app.store.begin_write().await?;
@@ -121,6 +136,7 @@ pub async fn login(
         &roles,
         created.refresh_token,
     )
+    .map(LoginOutcome::Tokens)
 }
 
 /// Counts a failed attempt towards the email's backoff and, for a wrong password, towards
@@ -272,7 +288,7 @@ pub async fn end_session(
     .await
 }
 
-fn pair(
+pub(super) fn pair(
     app: &AppState,
     user: UserId,
     session: Uuid,

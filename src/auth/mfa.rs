@@ -1,0 +1,676 @@
+//! Second factor: TOTP (RFC 6238) with single-use recovery codes, and the login step that
+//! asks for it (`/auth/mfa`).
+//!
+//! The TOTP secret is sealed with the master key (purpose `totp`, bound to the user id). A
+//! code is accepted once: the last accepted time step is stored and only a later one passes.
+//! Recovery codes are random (80 bits), shown once and kept as SHA-256 hashes.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, AnyConnection, Executor, Row};
+use totp_rs::{Builder, Secret, Totp};
+
+use super::Caller;
+use super::service::{self, ClientInfo, TokenPair};
+use super::sessions;
+use crate::accounts::routes::no_store;
+use crate::accounts::{User, UserId, service as account_service, store as accounts};
+use crate::app::AppState;
+use crate::audit::{Action, Entry};
+use crate::crypto::{hex, random_bytes, token_hash};
+use crate::error::{AppError, ProblemBody};
+use crate::http::{AuthRateLimit, Json};
+use crate::roles;
+use crate::store::now_micros;
+
+/// How long an `mfa_token` lives.
+const CHALLENGE_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
+/// Wrong codes an `mfa_token` survives; the next one kills it.
+const MAX_FAILURES: i64 = 5;
+const RECOVERY_CODES: usize = 10;
+const SEAL_PURPOSE: &str = "totp";
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(enrol, confirm, disable, regenerate, complete))]
+pub struct Doc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/users/me/mfa/totp", post(enrol))
+        .route("/api/v1/users/me/mfa/totp/confirm", post(confirm))
+        .route("/api/v1/users/me/mfa/totp/disable", post(disable))
+        .route("/api/v1/users/me/mfa/recovery-codes", post(regenerate))
+        .route("/api/v1/auth/mfa", post(complete))
+}
+
+/// A login that passed the password and waits for the second factor.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Give it to `/auth/mfa` with a code within 5 minutes.
+    pub mfa_token: String,
+    /// What the account has enrolled: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+fn invalid_token() -> AppError {
+    AppError::BadRequest {
+        slug: "invalid-token",
+        detail: "The MFA token is invalid, expired or used up; log in again.",
+    }
+}
+
+fn invalid_code() -> AppError {
+    AppError::BadRequest {
+        slug: "invalid-code",
+        detail: "The code is wrong or already used.",
+    }
+}
+
+fn totp(secret: Vec<u8>, account: &str, issuer: &str) -> Result<Totp, AppError> {
+    Builder::new()
+        .with_secret(secret)
+        .with_account_name(account)
+        .with_issuer(Some(issuer))
+        .build()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("building the TOTP: {e}")))
+}
+
+fn issuer(app: &AppState) -> String {
+    url::Url::parse(&app.config.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "portvakt".to_owned())
+}
+
+fn seal(app: &AppState, user: UserId, secret: &[u8]) -> String {
+    app.master
+        .seal(SEAL_PURPOSE, user.to_string().as_bytes(), secret)
+}
+
+fn open(app: &AppState, user: UserId, sealed: &str) -> Result<Vec<u8>, AppError> {
+    app.master
+        .open(SEAL_PURPOSE, user.to_string().as_bytes(), sealed)
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("a TOTP secret does not open")))
+}
+
+struct Stored {
+    secret: String,
+    confirmed: bool,
+    last_step: Option<i64>,
+}
+
+async fn stored<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    user: UserId,
+) -> Result<Option<Stored>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT secret, confirmed_at, last_step FROM mfa_totp WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_optional(db)
+            .await?;
+    row.map(|r| {
+        Ok(Stored {
+            secret: r.try_get("secret")?,
+            confirmed: r.try_get::<Option<i64>, _>("confirmed_at")?.is_some(),
+            last_step: r.try_get("last_step")?,
+        })
+    })
+    .transpose()
+}
+
+/// A recovery code as typed: case, spaces and dashes do not matter.
+fn normalise(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Ten new recovery codes (`xxxx-xxxx-xxxx-xxxx-xxxx`, 80 bits each) replacing all others.
+async fn replace_recovery_codes(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+        .bind(user.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let now = now_micros();
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    for _ in 0..RECOVERY_CODES {
+        let raw = hex(&random_bytes::<10>());
+        let code = raw
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("-");
+        sqlx::query(
+            "INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(user.to_string())
+        .bind(token_hash(&normalise(&code)))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
+/// Forgets the cached profile everywhere (`mfa_enabled` changed).
+async fn announce_profile(
+    app: &AppState,
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
+    app.store
+        .announce(
+            conn,
+            crate::accounts::cache::INVALIDATION_KIND,
+            &[user.to_string()],
+        )
+        .await
+}
+
+/// Deletes every MFA record of `user` (erasure, disabling).
+pub async fn delete_of_user(conn: &mut AnyConnection, user: &str) -> Result<(), sqlx::Error> {
+    for table in ["mfa_challenges", "mfa_recovery_codes", "mfa_totp"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE user_id = $1"
+        )))
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether `user` has confirmed TOTP (for the export).
+pub async fn totp_enabled(conn: &mut AnyConnection, user: UserId) -> Result<bool, sqlx::Error> {
+    Ok(stored(conn, user).await?.is_some_and(|s| s.confirmed))
+}
+
+async fn current_user(app: &AppState, caller: &Caller) -> Result<User, AppError> {
+    accounts::find_by_id(app.store.pool(), caller.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized {
+            detail: "The account no longer exists.",
+            token_sent: true,
+        })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EnrolRequest {}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Enrolment {
+    /// Base32, for typing into an authenticator.
+    secret: String,
+    otpauth_uri: String,
+    /// The `otpauth_uri` as a QR code (SVG document).
+    qr_svg: String,
+}
+
+/// Start TOTP enrolment: a new secret, not active until confirmed. Starting again replaces
+/// an unconfirmed secret.
+#[utoipa::path(post, path = "/api/v1/users/me/mfa/totp", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = EnrolRequest,
+    responses(
+        (status = 200, description = "The secret, its otpauth URI and QR code.", body = Enrolment),
+        (status = 409, description = "TOTP is already enabled (slug `mfa-already-enabled`); disable it first.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn enrol(
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Json(_): Json<EnrolRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let user = current_user(&app, &caller).await?;
+    let secret = Secret::generate();
+    let bytes = secret.as_bytes().to_vec();
+    let t = totp(bytes.clone(), &user.email, &issuer(&app))?;
+    let uri = t
+        .to_url()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("otpauth URI: {e}")))?;
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("QR code: {e}")))?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    let mut tx = app.store.begin_write().await?;
+    if stored(&mut *tx, user.id)
+        .await?
+        .is_some_and(|s| s.confirmed)
+    {
+        return Err(AppError::Conflict {
+            slug: "mfa-already-enabled",
+            detail: "TOTP is already enabled; disable it before enrolling again.".into(),
+        });
+    }
+    sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
+        .bind(user.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO mfa_totp (user_id, secret, created_at) VALUES ($1, $2, $3)")
+        .bind(user.id.to_string())
+        .bind(seal(&app, user.id, &bytes))
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+    let entry = Entry::new(Action::MfaTotpEnrolled)
+        .actor(user.id)
+        .target("user", user.id)
+        .client(&client);
+    app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    Ok((
+        no_store(),
+        Json(Enrolment {
+            secret: secret.to_base32(),
+            otpauth_uri: uri,
+            qr_svg: qr,
+        }),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    #[schema(example = "123456")]
+    code: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct RecoveryCodes {
+    /// Ten single-use codes, shown only now.
+    recovery_codes: Vec<String>,
+}
+
+/// Confirm TOTP enrolment with a current code. From now on logins need a second factor.
+#[utoipa::path(post, path = "/api/v1/users/me/mfa/totp/confirm", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "TOTP is on; the recovery codes, shown once.", body = RecoveryCodes),
+        (status = 400, description = "Wrong code (slug `invalid-code`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "No enrolment waits (slug `no-pending-enrolment`) or TOTP is already on (`mfa-already-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn confirm(
+    _limit: AuthRateLimit,
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Json(req): Json<CodeRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let user = current_user(&app, &caller).await?;
+    let mut tx = app.store.begin_write().await?;
+    let Some(s) = stored(&mut *tx, user.id).await? else {
+        return Err(AppError::Conflict {
+            slug: "no-pending-enrolment",
+            detail: "Start TOTP enrolment first.".into(),
+        });
+    };
+    if s.confirmed {
+        return Err(AppError::Conflict {
+            slug: "mfa-already-enabled",
+            detail: "TOTP is already enabled.".into(),
+        });
+    }
+    let t = totp(open(&app, user.id, &s.secret)?, &user.email, &issuer(&app))?;
+    let Some(step) = t.check_current(req.code.trim()) else {
+        tx.rollback().await?;
+        let mut tx = app.store.begin_write().await?;
+        let entry = Entry::new(Action::MfaTotpConfirmFailed)
+            .actor(user.id)
+            .target("user", user.id)
+            .failure()
+            .client(&client);
+        app.audit.record(&mut tx, entry).await?;
+        tx.commit().await?;
+        return Err(invalid_code());
+    };
+    sqlx::query("UPDATE mfa_totp SET confirmed_at = $1, last_step = $2 WHERE user_id = $3")
+        .bind(now_micros())
+        .bind(i64::try_from(step).unwrap_or(i64::MAX))
+        .bind(user.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let codes = replace_recovery_codes(&mut tx, user.id).await?;
+    announce_profile(&app, &mut tx, user.id).await?;
+    let entry = Entry::new(Action::MfaTotpConfirmed)
+        .actor(user.id)
+        .target("user", user.id)
+        .client(&client);
+    app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    app.profiles.invalidate(user.id);
+    tracing::info!(user_id = %user.id, "TOTP enabled");
+    Ok((
+        no_store(),
+        Json(RecoveryCodes {
+            recovery_codes: codes,
+        }),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    password: String,
+}
+
+/// Turn TOTP off (and drop the recovery codes), after re-checking the password.
+#[utoipa::path(post, path = "/api/v1/users/me/mfa/totp/disable", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 204, description = "TOTP is off."),
+        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn disable(
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Json(req): Json<PasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    let user = current_user(&app, &caller).await?;
+    account_service::reauthenticate(
+        &app,
+        &user,
+        SecretString::from(req.password),
+        Action::MfaTotpDisableFailed,
+        &client,
+    )
+    .await?;
+    let mut tx = app.store.begin_write().await?;
+    delete_of_user(&mut tx, &user.id.to_string()).await?;
+    announce_profile(&app, &mut tx, user.id).await?;
+    let entry = Entry::new(Action::MfaTotpDisabled)
+        .actor(user.id)
+        .target("user", user.id)
+        .client(&client);
+    app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    app.profiles.invalidate(user.id);
+    tracing::info!(user_id = %user.id, "TOTP disabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// New recovery codes, after re-checking the password; the old ones stop working.
+#[utoipa::path(post, path = "/api/v1/users/me/mfa/recovery-codes", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "The new codes, shown once.", body = RecoveryCodes),
+        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "TOTP is not enabled (slug `mfa-not-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn regenerate(
+    State(app): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    Json(req): Json<PasswordRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let user = current_user(&app, &caller).await?;
+    account_service::reauthenticate(
+        &app,
+        &user,
+        SecretString::from(req.password),
+        Action::RecoveryCodesRegenerateFailed,
+        &client,
+    )
+    .await?;
+    let mut tx = app.store.begin_write().await?;
+    if !totp_enabled(&mut tx, user.id).await? {
+        return Err(AppError::Conflict {
+            slug: "mfa-not-enabled",
+            detail: "Recovery codes come with TOTP; enable it first.".into(),
+        });
+    }
+    let codes = replace_recovery_codes(&mut tx, user.id).await?;
+    let entry = Entry::new(Action::RecoveryCodesRegenerated)
+        .actor(user.id)
+        .target("user", user.id)
+        .client(&client);
+    app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    Ok((
+        no_store(),
+        Json(RecoveryCodes {
+            recovery_codes: codes,
+        }),
+    ))
+}
+
+/// Opens a second-factor challenge for a login whose password was right.
+pub async fn challenge(app: &AppState, user: UserId) -> Result<MfaRequired, AppError> {
+    let token = crate::crypto::new_token();
+    let now = now_micros();
+    let mut tx = app.store.begin_write().await?;
+    // Dead challenges of this account go as new ones come.
+    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1 AND expires_at < $2")
+        .bind(user.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO mfa_challenges (token_hash, user_id, created_at, expires_at, failures) VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(token_hash(&token))
+    .bind(user.to_string())
+    .bind(now)
+    .bind(now + CHALLENGE_TTL_MICROS)
+    .execute(&mut *tx)
+    .await?;
+    let unused: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(user.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut methods = vec!["totp"];
+    if unused > 0 {
+        methods.push("recovery_code");
+    }
+    Ok(MfaRequired {
+        mfa_required: true,
+        mfa_token: token,
+        methods,
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MfaRequest {
+    mfa_token: String,
+    /// A current TOTP code or an unused recovery code.
+    code: String,
+}
+
+/// Finish a login with the second factor.
+///
+/// A wrong code is the login's 401 and counts towards the email's backoff; after 5 wrong
+/// codes the `mfa_token` is dead.
+#[utoipa::path(post, path = "/api/v1/auth/mfa", tag = "auth",
+    request_body = MfaRequest,
+    responses(
+        (status = 200, description = "A new session.", body = TokenPair),
+        (status = 400, description = "The mfa_token is invalid, expired or used up (slug `invalid-token`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong code (slug `invalid-credentials`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn complete(
+    _limit: AuthRateLimit,
+    State(app): State<AppState>,
+    client: ClientInfo,
+    Json(req): Json<MfaRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let pair = app
+        .to_completion(move |app| async move { second_factor(&app, &req, &client).await })
+        .await?;
+    Ok((no_store(), Json(pair)))
+}
+
+/// The challenge named by `hash` if it can still be answered; its user.
+async fn live_challenge(conn: &mut AnyConnection, hash: &str) -> Result<Option<UserId>, AppError> {
+    let row = sqlx::query(
+        "SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND failures < $3",
+    )
+    .bind(hash)
+    .bind(now_micros())
+    .bind(MAX_FAILURES)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .map(|r| r.try_get::<String, _>("user_id"))
+        .transpose()?
+        .and_then(|id| UserId::parse(&id)))
+}
+
+async fn second_factor(
+    app: &AppState,
+    req: &MfaRequest,
+    client: &ClientInfo,
+) -> Result<TokenPair, AppError> {
+    let hash = token_hash(&req.mfa_token);
+    let mut conn = app.store.pool().acquire().await?;
+    let user_id = live_challenge(&mut conn, &hash)
+        .await?
+        .ok_or_else(invalid_token)?;
+    drop(conn);
+    let user = accounts::find_by_id(app.store.pool(), user_id)
+        .await?
+        .ok_or_else(invalid_token)?;
+    let attempt = app
+        .backoff
+        .admit_or_refuse(
+            &user.email_key(),
+            "Too many failed logins for this account; see Retry-After.",
+        )
+        .await?;
+
+    let mut tx = app.store.begin_write().await?;
+    // Read again under the write lock: two answers to one challenge cannot both pass.
+    if live_challenge(&mut tx, &hash).await? != Some(user.id) {
+        return Err(invalid_token());
+    }
+    let method = verify_code(app, &mut tx, &user, &req.code).await?;
+    let Some(method) = method else {
+        tx.rollback().await?;
+        let mut tx = app.store.begin_write().await?;
+        sqlx::query("UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1")
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+        let entry = Entry::new(Action::MfaFailed)
+            .target("user", user.id)
+            .failure()
+            .client(client);
+        let audit_id = app.audit.record(&mut tx, entry).await?;
+        tx.commit().await?;
+        let backoff_s = attempt.failed().await.map(|w| w.as_secs_f64());
+        tracing::info!(user_id = %user.id, backoff_s, ip = %client.ip, %audit_id, "second factor refused");
+        return Err(AppError::InvalidCredentials);
+    };
+    sqlx::query("UPDATE mfa_challenges SET used_at = $1 WHERE token_hash = $2")
+        .bind(now_micros())
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    if !accounts::record_login(&mut tx, user.id, now_micros()).await? {
+        // Disabled or locked since the password was checked.
+        tx.rollback().await?;
+        return Err(AppError::InvalidCredentials);
+    }
+    let created = sessions::create(
+        &mut tx,
+        user.id,
+        &client.ip,
+        client.user_agent.as_deref(),
+        app.config.refresh_token_ttl,
+    )
+    .await?;
+    let roles = roles::of_user(&mut *tx, user.id).await?;
+    let entry = Entry::new(Action::Login)
+        .actor(user.id)
+        .target("session", created.session_id)
+        .detail("mfa", method)
+        .client(client);
+    let audit_id = app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    attempt.succeeded().await;
+    tracing::info!(user_id = %user.id, session_id = %created.session_id, %audit_id, method, "login succeeded");
+    service::pair(
+        app,
+        user.id,
+        created.session_id,
+        &roles,
+        created.refresh_token,
+    )
+}
+
+/// Checks `code` as a TOTP code (each time step once) or a recovery code (each once), and
+/// spends it. Returns the method that matched.
+async fn verify_code(
+    app: &AppState,
+    conn: &mut AnyConnection,
+    user: &User,
+    code: &str,
+) -> Result<Option<&'static str>, AppError> {
+    let code = code.trim();
+    if code.len() <= 8 && code.chars().all(|c| c.is_ascii_digit()) {
+        let Some(s) = stored(&mut *conn, user.id).await?.filter(|s| s.confirmed) else {
+            return Ok(None);
+        };
+        let t = totp(open(app, user.id, &s.secret)?, &user.email, &issuer(app))?;
+        let Some(step) = t.check_current(code) else {
+            return Ok(None);
+        };
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        if s.last_step.is_some_and(|last| step <= last) {
+            return Ok(None);
+        }
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(user.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+        return Ok((done.rows_affected() == 1).then_some("totp"));
+    }
+    let normalised = normalise(code);
+    if normalised.is_empty() || normalised.len() > 64 {
+        return Ok(None);
+    }
+    let done = sqlx::query(
+        "UPDATE mfa_recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(user.id.to_string())
+    .bind(token_hash(&normalised))
+    .execute(&mut *conn)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some("recovery_code"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn recovery_codes_ignore_case_spaces_and_dashes() {
+        assert_eq!(normalise(" AB12-cd34 ef56 "), "ab12cd34ef56");
+    }
+}
