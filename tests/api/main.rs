@@ -19,6 +19,7 @@ mod import;
 mod limits;
 mod mail;
 mod metrics;
+mod mfa;
 mod openapi;
 mod ops;
 mod password;
