@@ -257,29 +257,34 @@ async fn last_backup(config: &Config, store: &Store) -> Finding {
 }
 
 async fn admins(config: &Config, store: &Store) -> Finding {
-    let enabled: Result<i64, _> = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id WHERE r.role = $1 AND u.disabled_at IS NULL",
+    let counted: Result<(i64, i64), _> = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(m.user_id) AS BIGINT) FROM users u JOIN user_roles r ON r.user_id = u.id LEFT JOIN mfa_totp m ON m.user_id = u.id AND m.confirmed_at IS NOT NULL WHERE r.role = $1 AND u.disabled_at IS NULL",
     )
     .bind(crate::roles::ADMIN)
     .fetch_one(store.pool())
     .await;
-    match enabled {
-        Ok(0) => Finding::new(
+    match counted {
+        Ok((0, _)) => Finding::new(
             Level::Warn,
             "admins",
             "no enabled admin account",
             "create one with `portvakt user create --email <you> --admin`",
         ),
-        // Every admin lacks MFA until MFA exists: that is the finding, stated plainly.
-        Ok(n) => Finding::new(
+        Ok((n, with_mfa)) if with_mfa >= n => Finding::new(
+            Level::Pass,
+            "admins",
+            format!("{n} admin(s), all with MFA"),
+            "",
+        ),
+        Ok((n, with_mfa)) => Finding::new(
             if config.is_production() {
                 Level::Warn
             } else {
                 Level::Pass
             },
             "admins",
-            format!("{n} admin(s), none with MFA: this version has no MFA yet"),
-            "keep admin accounts few, with long unique passwords, until MFA is available",
+            format!("{n} admin(s), {} without MFA", n - with_mfa),
+            "have every admin enable TOTP (`POST /api/v1/users/me/mfa/totp`)",
         ),
         Err(e) => Finding::new(
             Level::Fail,
