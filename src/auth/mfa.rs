@@ -583,11 +583,18 @@ async fn second_factor(
         tracing::info!(user_id = %user.id, backoff_s, ip = %client.ip, %audit_id, "second factor refused");
         return Err(AppError::InvalidCredentials);
     };
-    sqlx::query("UPDATE mfa_challenges SET used_at = $1 WHERE token_hash = $2")
-        .bind(now_micros())
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+    // Spent here or not at all: of two answers racing on PostgreSQL, one passes.
+    let spent = sqlx::query(
+        "UPDATE mfa_challenges SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    if spent.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Err(invalid_token());
+    }
     if !accounts::record_login(&mut tx, user.id, now_micros()).await? {
         // Disabled or locked since the password was checked.
         tx.rollback().await?;
