@@ -106,6 +106,10 @@ settings! {
     "mail_retry_initial" = "30s" : "Email: the wait after a failed delivery attempt; each further failure doubles it.";
     "mail_retry_max" = "1h" : "Email: the longest wait between delivery attempts of one message.";
     "mail_max_attempts" = "20" : "Email: delivery attempts of one message before it is given up (recorded, with the last error, and counted in `portvakt_mail_sent_total{outcome=\"failed\"}`).";
+    "mail_templates_dir" = "" : "Directory of email templates that replace the built-in ones, file by file (`verify_email`, `password_reset`, `password_changed`, each as `.subject`, `.txt` and `.html`). Empty means the built-in templates.";
+    "email_verification_ttl" = "24h" : "Lifetime of an email verification token.";
+    "password_reset_ttl" = "30m" : "Lifetime of a password reset token.";
+    "require_verified_email" = "false" : "Refuse login (403 `email-not-verified`, after the password is checked) to accounts whose email is not verified.";
 }
 
 /// Where a value came from, for error messages.
@@ -388,6 +392,10 @@ pub struct Config {
     pub mail_retry_initial: Duration,
     pub mail_retry_max: Duration,
     pub mail_max_attempts: u32,
+    pub mail_templates_dir: Option<PathBuf>,
+    pub email_verification_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    pub require_verified_email: bool,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -720,6 +728,10 @@ impl Config {
         let mail_retry_initial = s.span("mail_retry_initial", Duration::from_millis(10));
         let mail_retry_max = s.span("mail_retry_max", Duration::from_millis(10));
         let mail_max_attempts = s.range::<u32>("mail_max_attempts", 1, 1000);
+        let mail_templates_dir = s.text("mail_templates_dir").map(PathBuf::from);
+        let email_verification_ttl = s.span("email_verification_ttl", Duration::from_secs(1));
+        let password_reset_ttl = s.span("password_reset_ttl", Duration::from_secs(1));
+        let require_verified_email = s.parse::<bool>("require_verified_email");
         if let (Some(initial), Some(max)) = (mail_retry_initial, mail_retry_max)
             && initial > max
         {
@@ -899,6 +911,10 @@ impl Config {
             mail_retry_initial: mail_retry_initial.ok_or_else(missing)?,
             mail_retry_max: mail_retry_max.ok_or_else(missing)?,
             mail_max_attempts: mail_max_attempts.ok_or_else(missing)?,
+            mail_templates_dir,
+            email_verification_ttl: email_verification_ttl.ok_or_else(missing)?,
+            password_reset_ttl: password_reset_ttl.ok_or_else(missing)?,
+            require_verified_email: require_verified_email.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }

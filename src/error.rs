@@ -56,6 +56,12 @@ pub enum AppError {
     /// Authenticated, but not allowed to do this.
     #[error("forbidden")]
     Forbidden,
+    /// Not allowed, for a reason the client may know: 403 with its own slug.
+    #[error("forbidden: {detail}")]
+    Refused {
+        slug: &'static str,
+        detail: &'static str,
+    },
     #[error("not found")]
     NotFound,
     /// A well-formed request that cannot be honoured (a wrong code, a dead token): 400 with
@@ -285,6 +291,7 @@ impl AppError {
                 "The current password is wrong.",
             ),
             AppError::Forbidden => Problem::for_status(S::FORBIDDEN),
+            AppError::Refused { slug, detail } => Problem::new(S::FORBIDDEN, slug, *detail),
             AppError::NotFound => Problem::for_status(S::NOT_FOUND),
             AppError::BadRequest { slug, detail } => Problem::new(S::BAD_REQUEST, slug, *detail),
             AppError::Conflict { slug, detail } => Problem::new(S::CONFLICT, slug, detail.clone()),

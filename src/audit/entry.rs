@@ -38,6 +38,9 @@ pub enum Action {
     RecoveryCodesRegenerated,
     RecoveryCodesRegenerateFailed,
     MfaFailed,
+    EmailVerificationSent,
+    EmailVerified,
+    PasswordResetRequested,
 }
 
 impl Action {
@@ -73,6 +76,9 @@ impl Action {
             Action::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Action::RecoveryCodesRegenerateFailed => "recovery_codes_regenerate_failed",
             Action::MfaFailed => "mfa_failed",
+            Action::EmailVerificationSent => "email_verification_sent",
+            Action::EmailVerified => "email_verified",
+            Action::PasswordResetRequested => "password_reset_requested",
         }
     }
 }

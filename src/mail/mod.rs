@@ -12,6 +12,7 @@
 
 pub mod smtp;
 pub mod store;
+pub mod templates;
 pub mod worker;
 
 use std::sync::Arc;

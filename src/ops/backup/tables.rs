@@ -94,6 +94,10 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
         "logins waiting for their second factor, dead within minutes",
     ),
     (
+        "email_tokens",
+        "one-time links, dead within a day: a restore must not bring used or replaced ones back",
+    ),
+    (
         "mail_outbox",
         "email in flight: a restored database must not send old messages (and their one-time links) again",
     ),
