@@ -43,6 +43,7 @@ pub fn document() -> Document {
     doc.merge(crate::accounts::routes::Doc::openapi());
     doc.merge(crate::auth::routes::Doc::openapi());
     doc.merge(crate::auth::mfa::Doc::openapi());
+    doc.merge(crate::auth::email_flows::Doc::openapi());
     doc.merge(crate::admin::routes::Doc::openapi());
     doc.merge(crate::admin::delete::Doc::openapi());
     doc.merge(crate::events::routes::Doc::openapi());

@@ -233,6 +233,7 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             roles::remove_all(&mut tx, id).await?;
             crate::mail::store::delete_of_user(&mut tx, &uid).await?;
             crate::auth::mfa::delete_of_user(&mut tx, &uid).await?;
+            crate::auth::email_flows::delete_of_user(&mut tx, &uid).await?;
             store::delete(&mut tx, id).await?;
             app.store
                 .announce(&mut tx, INVALIDATION_KIND, &[uid])

@@ -106,6 +106,12 @@ pub async fn create(
             entry.target("user", id).detail("roles", roles.to_vec()),
         )
         .await?;
+    if client.is_some() && app.config.require_verified_email {
+        // Such an account cannot log in to ask for the link: it comes with the signup.
+        if let Some(user) = store::find_by_id(&mut *tx, id).await? {
+            crate::auth::email_flows::send_verification(app, &mut tx, &user).await?;
+        }
+    }
     tx.commit().await?;
     tracing::info!(user_id = %id, %audit_id, "account created");
     load(app, id).await
@@ -194,6 +200,8 @@ pub async fn change_password(
             "password_changed",
         )
         .await?;
+        crate::auth::email_flows::password_changed_notice(&app, &mut tx, &user, "changed by you")
+            .await?;
         changed(&app, &mut tx, user.id).await?;
         let entry = Entry::new(Action::PasswordChanged)
             .actor(user.id)
@@ -245,6 +253,13 @@ pub async fn reset_password(
             let revoked =
                 sessions::revoke_all_of_user(&app.store, &mut tx, user.id, None, "password_reset")
                     .await?;
+            crate::auth::email_flows::password_changed_notice(
+                &app,
+                &mut tx,
+                &user,
+                "reset by an administrator",
+            )
+            .await?;
             changed(&app, &mut tx, user.id).await?;
             app.store
                 .announce(

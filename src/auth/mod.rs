@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod caller;
+pub mod email_flows;
 pub mod mfa;
 pub mod routes;
 pub mod service;

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users/me/sessions", get(list_sessions))
         .route("/api/v1/users/me/sessions/{id}", delete(revoke_session))
         .merge(super::mfa::router())
+        .merge(super::email_flows::router())
 }
 
 /// Longest password accepted at login. Longer input cannot be anyone's password (signup

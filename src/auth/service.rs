@@ -89,6 +89,14 @@ pub async fn login(
     if user.locked_at.is_some() {
         return Err(failed(app, attempt, &client, "locked", Some(user.id), email).await);
     }
+    if app.config.require_verified_email && user.email_verified_at.is_none() {
+        // Only after the password was right: a wrong one never learns this.
+        tracing::info!(user_id = %user.id, "login refused: email not verified");
+        return Err(AppError::Refused {
+            slug: "email-not-verified",
+            detail: "Verify your email address before logging in.",
+        });
+    }
     if verified.needs_rehash {
         rehash(app, user.id, password, user.password_hash.clone()).await;
     }
