@@ -339,3 +339,21 @@ async fn erasure_deletes_the_accounts_tokens() {
     assert!(erased.status().is_success(), "{}", erased.status());
     assert_eq!(count().await, 0);
 }
+
+/// The request takes the empty object API.md names; no body at all is a client error.
+#[tokio::test]
+async fn a_verification_request_without_its_body_is_refused() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.new_user().await;
+    let bare = app.authed(
+        reqwest::Method::POST,
+        "/api/v1/auth/verify-email/request",
+        &tokens.access_token,
+    );
+    let status = app.send(bare).await.status();
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(
+        request_verification(&app, &tokens.access_token).await,
+        StatusCode::ACCEPTED
+    );
+}
