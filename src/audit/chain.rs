@@ -192,18 +192,9 @@ impl Signer {
 
     fn check(&self, message: &[u8], signature: &str) -> bool {
         // Constant-time comparison inside aws-lc.
-        unhex(signature).is_some_and(|tag| hmac::verify(&self.key, message, &tag).is_ok())
+        crate::crypto::hex_decode(signature)
+            .is_some_and(|tag| hmac::verify(&self.key, message, &tag).is_ok())
     }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -278,7 +278,7 @@ fn werkzeug_pbkdf2(rest: &str) -> Result<Scheme<'static>, Rejected> {
         digest,
         iterations,
         salt.as_bytes().to_vec(),
-        hex_decode(hash),
+        super::hex_decode(hash),
     )
 }
 
@@ -317,7 +317,7 @@ fn werkzeug_scrypt(rest: &str) -> Result<Scheme<'static>, Rejected> {
             ),
         ));
     }
-    let expected = output(NAME, hex_decode(hash))?;
+    let expected = output(NAME, super::hex_decode(hash))?;
     // Bounded above: n <= 2^20 gives log_n <= 20; r <= MAX_SCRYPT_MEMORY / 256; p <= 16.
     let (Ok(log_n), Ok(r), Ok(p)) = (
         u8::try_from(n.trailing_zeros()),
@@ -425,16 +425,6 @@ fn three(text: &str) -> Option<(&str, &str, &str)> {
         }
         _ => None,
     }
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Standard base64, padded or not (Django pads, passlib does not).
