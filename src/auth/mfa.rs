@@ -17,7 +17,6 @@ use totp_rs::{Builder, Secret, Totp};
 
 use super::Caller;
 use super::service::{self, ClientInfo, TokenPair};
-use super::sessions;
 use crate::accounts::routes::no_store;
 use crate::accounts::{User, UserId, service as account_service, store as accounts};
 use crate::app::AppState;
@@ -25,7 +24,6 @@ use crate::audit::{Action, Entry};
 use crate::crypto::{hex, random_bytes, token_hash};
 use crate::error::{AppError, ProblemBody};
 use crate::http::{AuthRateLimit, Json};
-use crate::roles;
 use crate::store::now_micros;
 
 /// How long an `mfa_token` lives.
@@ -600,31 +598,7 @@ async fn second_factor(
         tx.rollback().await?;
         return Err(AppError::InvalidCredentials);
     }
-    let created = sessions::create(
-        &mut tx,
-        user.id,
-        &client.ip,
-        client.user_agent.as_deref(),
-        app.config.refresh_token_ttl,
-    )
-    .await?;
-    let roles = roles::of_user(&mut *tx, user.id).await?;
-    let entry = Entry::new(Action::Login)
-        .actor(user.id)
-        .target("session", created.session_id)
-        .detail("mfa", method)
-        .client(client);
-    let audit_id = app.audit.record(&mut tx, entry).await?;
-    tx.commit().await?;
-    attempt.succeeded().await;
-    tracing::info!(user_id = %user.id, session_id = %created.session_id, %audit_id, method, "login succeeded");
-    service::pair(
-        app,
-        user.id,
-        created.session_id,
-        &roles,
-        created.refresh_token,
-    )
+    service::open_session(app, tx, user.id, client, Some(method), attempt).await
 }
 
 /// Checks `code` as a TOTP code (each time step once) or a recovery code (each once), and

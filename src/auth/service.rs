@@ -120,31 +120,9 @@ pub async fn login(
         };
         return Err(failed(app, attempt, &client, reason, id, email).await);
     }
-    let created = sessions::create(
-        &mut tx,
-        user.id,
-        &client.ip,
-        client.user_agent.as_deref(),
-        app.config.refresh_token_ttl,
-    )
-    .await?;
-    let roles = roles::of_user(&mut *tx, user.id).await?;
-    let entry = Entry::new(Action::Login)
-        .actor(user.id)
-        .target("session", created.session_id)
-        .client(&client);
-    let audit_id = app.audit.record(&mut tx, entry).await?;
-    tx.commit().await?;
-    attempt.succeeded().await;
-    tracing::info!(user_id = %user.id, session_id = %created.session_id, %audit_id, "login succeeded");
-    pair(
-        app,
-        user.id,
-        created.session_id,
-        &roles,
-        created.refresh_token,
-    )
-    .map(LoginOutcome::Tokens)
+    open_session(app, tx, user.id, &client, None, attempt)
+        .await
+        .map(LoginOutcome::Tokens)
 }
 
 /// Counts a failed attempt towards the email's backoff and, for a wrong password, towards
@@ -296,7 +274,41 @@ pub async fn end_session(
     .await
 }
 
-pub(super) fn pair(
+/// The end of every login, once each factor is checked and `record_login` has passed in `tx`:
+/// the session, its `login` audit entry (with the second factor's method, if one was asked),
+/// the commit, the backoff cleared, and the token pair.
+pub(super) async fn open_session(
+    app: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    user: UserId,
+    client: &ClientInfo,
+    mfa: Option<&'static str>,
+    attempt: super::backoff::Attempt,
+) -> Result<TokenPair, AppError> {
+    let created = sessions::create(
+        &mut tx,
+        user,
+        &client.ip,
+        client.user_agent.as_deref(),
+        app.config.refresh_token_ttl,
+    )
+    .await?;
+    let roles = roles::of_user(&mut *tx, user).await?;
+    let mut entry = Entry::new(Action::Login)
+        .actor(user)
+        .target("session", created.session_id)
+        .client(client);
+    if let Some(method) = mfa {
+        entry = entry.detail("mfa", method);
+    }
+    let audit_id = app.audit.record(&mut tx, entry).await?;
+    tx.commit().await?;
+    attempt.succeeded().await;
+    tracing::info!(user_id = %user, session_id = %created.session_id, %audit_id, mfa, "login succeeded");
+    pair(app, user, created.session_id, &roles, created.refresh_token)
+}
+
+fn pair(
     app: &AppState,
     user: UserId,
     session: Uuid,
