@@ -56,6 +56,8 @@ pub struct AppInner {
     pub mail: Arc<crate::mail::Mail>,
     /// Seals secrets stored at rest (TOTP secrets).
     pub master: Arc<MasterKey>,
+    /// Checks passkey ceremonies for the configured relying party.
+    pub webauthn: Arc<webauthn_rs::prelude::Webauthn>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<RateLimits> {
@@ -179,6 +181,12 @@ impl AppState {
         let limits = Arc::new(RateLimits::new(&config));
         let reporter = Reporter::from_config(&config);
         let events = Arc::new(Events::new(&config));
+        let webauthn = Arc::new(
+            config
+                .webauthn
+                .webauthn()
+                .context("passkeys: the relying party settings")?,
+        );
         let state = AppState(Arc::new(AppInner {
             config,
             store,
@@ -196,6 +204,7 @@ impl AppState {
             events,
             mail,
             master,
+            webauthn,
         }));
         spawn_housekeeping(&state);
         Ok(state)

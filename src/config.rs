@@ -110,6 +110,8 @@ settings! {
     "email_verification_ttl" = "24h" : "Lifetime of an email verification token.";
     "password_reset_ttl" = "30m" : "Lifetime of a password reset token.";
     "require_verified_email" = "false" : "Refuse login (403 `email-not-verified`, after the password is checked) to accounts whose email is not verified.";
+    "webauthn_rp_id" = "" : "Passkeys: the relying party id, the domain passkeys are bound to (`example.com` serves pages on `https://app.example.com` and `https://id.example.com` alike). Empty means the issuer's host, or `localhost` when that is an IP address (browsers refuse passkeys on IP addresses). Changing it orphans every registered passkey.";
+    "webauthn_origins" = "" : "Passkeys: comma-separated origins (`https://app.example.com`) of the pages that run passkey ceremonies, each on `PORTVAKT_WEBAUTHN_RP_ID` or a subdomain of it. Empty means the issuer's origin (with `localhost` in place of an IP address). Must be https in production, except `http://localhost`.";
 }
 
 /// Where a value came from, for error messages.
@@ -396,6 +398,8 @@ pub struct Config {
     pub email_verification_ttl: Duration,
     pub password_reset_ttl: Duration,
     pub require_verified_email: bool,
+    /// Passkeys: the relying party id and the origins allowed to run ceremonies.
+    pub webauthn: crate::auth::passkeys::RelyingParty,
     /// Things worth telling the operator that do not stop the start (unknown variables, ...).
     pub warnings: Vec<String>,
 }
@@ -806,6 +810,16 @@ impl Config {
             (None, None) => None,
         };
 
+        let webauthn = issuer.as_deref().and_then(|issuer| {
+            crate::auth::passkeys::RelyingParty::from_settings(
+                issuer,
+                s.text("webauthn_rp_id").as_deref(),
+                s.text("webauthn_origins").as_deref(),
+            )
+            .map_err(|e| s.problems.push(e))
+            .ok()
+        });
+
         let mail_from = match (&mail_from_text, &issuer) {
             (Some(text), _) => match text.parse::<lettre::message::Mailbox>() {
                 Ok(m) => Some(m),
@@ -915,6 +929,7 @@ impl Config {
             email_verification_ttl: email_verification_ttl.ok_or_else(missing)?,
             password_reset_ttl: password_reset_ttl.ok_or_else(missing)?,
             require_verified_email: require_verified_email.ok_or_else(missing)?,
+            webauthn: webauthn.ok_or_else(missing)?,
             warnings: s.warnings,
         })
     }
@@ -1476,6 +1491,7 @@ impl Config {
         }
 
         out.extend(self.mail_findings());
+        out.extend(self.webauthn_findings());
 
         out.extend(self.tls_findings());
 
@@ -1556,6 +1572,48 @@ impl Config {
         out
     }
 
+    /// Passkeys: a production relying party must be a real domain served over https, or
+    /// browsers (rightly) refuse its ceremonies, or worse, a plain-http page could run them.
+    fn webauthn_findings(&self) -> Vec<Finding> {
+        let rp = &self.webauthn;
+        // The issuer's own origin is the issuer finding's business; report each problem once.
+        let issuer_origin = url::Url::parse(&self.issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        let insecure: Vec<String> = rp
+            .insecure_origins()
+            .into_iter()
+            .filter(|o| *o != issuer_origin)
+            .collect();
+        if self.is_production() && rp.rp_id == "localhost" && !self.issuer_is_default {
+            vec![Finding::new(
+                Level::Fail,
+                "webauthn",
+                "passkeys are bound to `localhost`",
+                "set PORTVAKT_ISSUER (or PORTVAKT_WEBAUTHN_RP_ID) to the public domain",
+            )]
+        } else if !insecure.is_empty() {
+            let level = if self.is_production() {
+                Level::Fail
+            } else {
+                Level::Warn
+            };
+            vec![Finding::new(
+                level,
+                "webauthn",
+                format!("passkey origins without https: {}", insecure.join(", ")),
+                "list only https:// origins in PORTVAKT_WEBAUTHN_ORIGINS",
+            )]
+        } else {
+            vec![Finding::new(
+                Level::Pass,
+                "webauthn",
+                format!("passkeys for `{}` from {}", rp.rp_id, rp.origins_text()),
+                "",
+            )]
+        }
+    }
+
     fn tls_findings(&self) -> Vec<Finding> {
         let Some(files) = &self.tls else {
             return vec![Finding::new(
@@ -1627,6 +1685,35 @@ mod guard_tests {
             .filter(|f| f.level == Level::Fail)
             .map(|f| f.item)
             .collect()
+    }
+
+    #[test]
+    fn production_passkeys_need_a_domain_and_https_origins() {
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        let base = [("secret_key", strong), ("issuer", "https://id.example.com")];
+        assert!(!fails(&prod(&base)).contains(&"webauthn"));
+        let mut plain = base.to_vec();
+        plain.extend([
+            ("webauthn_rp_id", "example.com"),
+            (
+                "webauthn_origins",
+                "https://id.example.com, http://app.example.com",
+            ),
+        ]);
+        assert_eq!(fails(&prod(&plain)), vec!["webauthn"]);
+        let mut local = base.to_vec();
+        local.extend([
+            ("webauthn_rp_id", "localhost"),
+            ("webauthn_origins", "http://localhost:3000"),
+        ]);
+        assert_eq!(fails(&prod(&local)), vec!["webauthn"]);
+        // Origins off the relying party's domain stop the start, in any environment.
+        let err = Config::from_pairs(vec![
+            ("webauthn_rp_id", "example.com"),
+            ("webauthn_origins", "https://example.org"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("PORTVAKT_WEBAUTHN_RP_ID"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub fn document() -> Document {
     doc.merge(crate::accounts::routes::Doc::openapi());
     doc.merge(crate::auth::routes::Doc::openapi());
     doc.merge(crate::auth::mfa::Doc::openapi());
+    doc.merge(crate::auth::passkeys::account::Doc::openapi());
+    doc.merge(crate::auth::passkeys::login::Doc::openapi());
     doc.merge(crate::auth::email_flows::Doc::openapi());
     doc.merge(crate::admin::routes::Doc::openapi());
     doc.merge(crate::admin::delete::Doc::openapi());

@@ -79,7 +79,7 @@ pub struct ExportedAccount {
     pub disabled_at: Option<String>,
 }
 
-/// MFA enrolment: whether TOTP is confirmed; passkeys do not exist yet.
+/// MFA enrolment: whether TOTP is confirmed, and how many passkeys are registered.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportedMfa {
     pub totp: bool,
@@ -112,6 +112,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
     let entries = audit::erase::about(&mut tx, &person).await?;
     let mail = crate::mail::store::of_user(&mut tx, &uid).await?;
     let totp = crate::auth::mfa::totp_enabled(&mut tx, user.id).await?;
+    let passkeys = crate::auth::passkeys::count_of_user(&mut tx, user.id).await?;
     tx.rollback().await?;
     let current = caller.session_id.to_string();
     Ok(Export {
@@ -141,7 +142,10 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
             .iter()
             .map(|e| EntryView::for_owner(e, &uid))
             .collect(),
-        mfa: ExportedMfa { totp, passkeys: 0 },
+        mfa: ExportedMfa {
+            totp,
+            passkeys: u32::try_from(passkeys).unwrap_or(u32::MAX),
+        },
         mail,
         oidc_consents: Vec::new(),
         exported_at: rfc3339(now_micros()),

@@ -15,7 +15,7 @@ const USER_COLUMNS: &str = concat!(
 #[macro_export]
 macro_rules! mfa_enabled_column {
     () => {
-        "CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_totp m WHERE m.user_id = users.id AND m.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS mfa_enabled"
+        "CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_totp m WHERE m.user_id = users.id AND m.confirmed_at IS NOT NULL) OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = users.id) THEN 1 ELSE 0 END AS BIGINT) AS mfa_enabled"
     };
 }
 

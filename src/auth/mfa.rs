@@ -1,5 +1,5 @@
-//! Second factor: TOTP (RFC 6238) with single-use recovery codes, and the login step that
-//! asks for it (`/auth/mfa`).
+//! Second factors: TOTP (RFC 6238) and passkeys (`passkeys`), with single-use recovery
+//! codes, and the login step that asks for one (`/auth/mfa`).
 //!
 //! The TOTP secret is sealed with the master key (purpose `totp`, bound to the user id). A
 //! code is accepted once: the last accepted time step is stored and only a later one passes.
@@ -22,7 +22,7 @@ use crate::accounts::{User, UserId, service as account_service, store as account
 use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::crypto::{hex, random_bytes, token_hash};
-use crate::error::{AppError, ProblemBody};
+use crate::error::{AppError, FieldError, ProblemBody};
 use crate::http::{AuthRateLimit, Json};
 use crate::store::now_micros;
 
@@ -35,7 +35,7 @@ const SEAL_PURPOSE: &str = "totp";
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(enrol, confirm, disable, regenerate, complete))]
+#[openapi(paths(enrol, confirm, disable, regenerate, complete, passkey_options))]
 pub struct Doc;
 
 pub fn router() -> Router<AppState> {
@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users/me/mfa/totp/disable", post(disable))
         .route("/api/v1/users/me/mfa/recovery-codes", post(regenerate))
         .route("/api/v1/auth/mfa", post(complete))
+        .route("/api/v1/auth/mfa/webauthn", post(passkey_options))
 }
 
 /// A login that passed the password and waits for the second factor.
@@ -52,9 +53,10 @@ pub fn router() -> Router<AppState> {
 pub struct MfaRequired {
     /// Always `true`.
     pub mfa_required: bool,
-    /// Give it to `/auth/mfa` with a code within 5 minutes.
+    /// Give it to `/auth/mfa` with a code or a passkey's answer within 5 minutes.
     pub mfa_token: String,
-    /// What the account has enrolled: `totp`, `recovery_code`.
+    /// What the account has enrolled: `totp`, `recovery_code`, `webauthn` (a passkey: get
+    /// its options from `/auth/mfa/webauthn`).
     pub methods: Vec<&'static str>,
 }
 
@@ -133,7 +135,7 @@ fn normalise(code: &str) -> String {
 }
 
 /// Ten new recovery codes (`xxxx-xxxx-xxxx-xxxx-xxxx`, 80 bits each) replacing all others.
-async fn replace_recovery_codes(
+pub(crate) async fn replace_recovery_codes(
     conn: &mut AnyConnection,
     user: UserId,
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -164,8 +166,49 @@ async fn replace_recovery_codes(
     Ok(codes)
 }
 
+pub(crate) async fn unused_recovery_codes(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(user.to_string())
+    .fetch_one(conn)
+    .await
+}
+
+/// Whether `user` has a second factor: confirmed TOTP or a passkey.
+pub(crate) async fn has_second_factor(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<bool, sqlx::Error> {
+    Ok(totp_enabled(&mut *conn, user).await?
+        || crate::auth::passkeys::count_of_user(conn, user).await? > 0)
+}
+
+/// After a second factor went: with none left, MFA is off, so the recovery codes and any
+/// login waiting for a second factor go too.
+pub(crate) async fn forget_codes_without_factor(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
+    if has_second_factor(&mut *conn, user).await? {
+        return Ok(());
+    }
+    for table in ["mfa_challenges", "mfa_recovery_codes"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE user_id = $1"
+        )))
+        .bind(user.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Forgets the cached profile everywhere (`mfa_enabled` changed).
-async fn announce_profile(
+pub(crate) async fn announce_profile(
     app: &AppState,
     conn: &mut AnyConnection,
     user: UserId,
@@ -189,7 +232,7 @@ pub async fn delete_of_user(conn: &mut AnyConnection, user: &str) -> Result<(), 
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    crate::auth::passkeys::delete_of_user(conn, user).await
 }
 
 /// Whether `user` has confirmed TOTP (for the export).
@@ -368,7 +411,8 @@ struct PasswordRequest {
     password: String,
 }
 
-/// Turn TOTP off (and drop the recovery codes), after re-checking the password.
+/// Turn TOTP off, after re-checking the password. Without a passkey left, MFA is off and the
+/// recovery codes go too.
 #[utoipa::path(post, path = "/api/v1/users/me/mfa/totp/disable", tag = "mfa",
     security(("bearer" = [])),
     request_body = PasswordRequest,
@@ -392,7 +436,11 @@ async fn disable(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
-    delete_of_user(&mut tx, &user.id.to_string()).await?;
+    sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
+        .bind(user.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    forget_codes_without_factor(&mut tx, user.id).await?;
     announce_profile(&app, &mut tx, user.id).await?;
     let entry = Entry::new(Action::MfaTotpDisabled)
         .actor(user.id)
@@ -412,7 +460,7 @@ async fn disable(
     responses(
         (status = 200, description = "The new codes, shown once.", body = RecoveryCodes),
         (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "TOTP is not enabled (slug `mfa-not-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The account has no second factor (slug `mfa-not-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn regenerate(
     State(app): State<AppState>,
@@ -430,10 +478,11 @@ async fn regenerate(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
-    if !totp_enabled(&mut tx, user.id).await? {
+    if !has_second_factor(&mut tx, user.id).await? {
         return Err(AppError::Conflict {
             slug: "mfa-not-enabled",
-            detail: "Recovery codes come with TOTP; enable it first.".into(),
+            detail: "Recovery codes come with a second factor (TOTP or a passkey); add one first."
+                .into(),
         });
     }
     let codes = replace_recovery_codes(&mut tx, user.id).await?;
@@ -471,16 +520,19 @@ pub async fn challenge(app: &AppState, user: UserId) -> Result<MfaRequired, AppE
     .bind(now + CHALLENGE_TTL_MICROS)
     .execute(&mut *tx)
     .await?;
-    let unused: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL",
-    )
-    .bind(user.to_string())
-    .fetch_one(&mut *tx)
-    .await?;
+    let unused = unused_recovery_codes(&mut tx, user).await?;
+    let totp = totp_enabled(&mut tx, user).await?;
+    let passkeys = crate::auth::passkeys::count_of_user(&mut tx, user).await?;
     tx.commit().await?;
-    let mut methods = vec!["totp"];
+    let mut methods = Vec::with_capacity(3);
+    if totp {
+        methods.push("totp");
+    }
     if unused > 0 {
         methods.push("recovery_code");
+    }
+    if passkeys > 0 {
+        methods.push("webauthn");
     }
     Ok(MfaRequired {
         mfa_required: true,
@@ -493,19 +545,46 @@ pub async fn challenge(app: &AppState, user: UserId) -> Result<MfaRequired, AppE
 #[serde(deny_unknown_fields)]
 struct MfaRequest {
     mfa_token: String,
-    /// A current TOTP code or an unused recovery code.
-    code: String,
+    /// A current TOTP code or an unused recovery code. Give this or `credential`.
+    code: Option<String>,
+    /// A passkey's answer to the options of `/auth/mfa/webauthn`:
+    /// `AuthenticationResponseJSON` (what `PublicKeyCredential.toJSON()` gives).
+    #[schema(value_type = Object)]
+    credential: Option<serde_json::Value>,
 }
 
-/// Finish a login with the second factor.
+/// What answers the challenge.
+enum Answer {
+    Code(String),
+    Passkey(Box<webauthn_rs::prelude::PublicKeyCredential>),
+}
+
+impl Answer {
+    fn of(req: MfaRequest) -> Result<(String, Answer), AppError> {
+        match (req.code, req.credential) {
+            (Some(code), None) => Ok((req.mfa_token, Answer::Code(code))),
+            (None, Some(credential)) => {
+                let credential = crate::auth::passkeys::login::parse_assertion(credential)?;
+                Ok((req.mfa_token, Answer::Passkey(Box::new(credential))))
+            }
+            _ => Err(AppError::Invalid(vec![FieldError::new(
+                "code",
+                "give either `code` or `credential`",
+            )])),
+        }
+    }
+}
+
+/// Finish a login with the second factor: a TOTP or recovery `code`, or a passkey's
+/// `credential`.
 ///
-/// A wrong code is the login's 401 and counts towards the email's backoff; after 5 wrong
+/// A wrong code (or an answer that does not verify) is the login's 401 and counts towards the email's backoff; after 5 wrong
 /// codes the `mfa_token` is dead.
 #[utoipa::path(post, path = "/api/v1/auth/mfa", tag = "auth",
     request_body = MfaRequest,
     responses(
         (status = 200, description = "A new session.", body = TokenPair),
-        (status = 400, description = "The mfa_token is invalid, expired or used up (slug `invalid-token`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "The mfa_token is invalid, expired or used up (slug `invalid-token`), or not exactly one of `code` and `credential` is given, or the credential is malformed (slug `validation-failed`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Wrong code (slug `invalid-credentials`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn complete(
@@ -514,34 +593,100 @@ async fn complete(
     client: ClientInfo,
     Json(req): Json<MfaRequest>,
 ) -> Result<impl IntoResponse, AppError> {
+    let (token, answer) = Answer::of(req)?;
     let pair = app
-        .to_completion(move |app| async move { second_factor(&app, &req, &client).await })
+        .to_completion(
+            move |app| async move { second_factor(&app, &token, &answer, &client).await },
+        )
         .await?;
     Ok((no_store(), Json(pair)))
 }
 
 /// The challenge named by `hash` if it can still be answered; its user.
 async fn live_challenge(conn: &mut AnyConnection, hash: &str) -> Result<Option<UserId>, AppError> {
+    Ok(live_challenge_state(conn, hash)
+        .await?
+        .map(|(user, _)| user))
+}
+
+/// The challenge named by `hash` if it can still be answered: its user and the passkey
+/// assertion state it was given, if any.
+async fn live_challenge_state(
+    conn: &mut AnyConnection,
+    hash: &str,
+) -> Result<Option<(UserId, Option<String>)>, AppError> {
     let row = sqlx::query(
-        "SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND failures < $3",
+        "SELECT user_id, webauthn_state FROM mfa_challenges WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND failures < $3",
     )
     .bind(hash)
     .bind(now_micros())
     .bind(MAX_FAILURES)
     .fetch_optional(conn)
     .await?;
-    Ok(row
-        .map(|r| r.try_get::<String, _>("user_id"))
-        .transpose()?
-        .and_then(|id| UserId::parse(&id)))
+    let Some(row) = row else { return Ok(None) };
+    let user = row.try_get::<String, _>("user_id")?;
+    let state = row.try_get::<Option<String>, _>("webauthn_state")?;
+    Ok(UserId::parse(&user).map(|u| (u, state)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PasskeyOptionsRequest {
+    mfa_token: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct PasskeyOptions {
+    /// `{"publicKey": PublicKeyCredentialRequestOptionsJSON}` limited to the account's
+    /// passkeys: pass `publicKey` through `PublicKeyCredential.parseRequestOptionsFromJSON()`
+    /// to `navigator.credentials.get()`, then send the answer to `/auth/mfa` as `credential`.
+    #[schema(value_type = Object)]
+    options: serde_json::Value,
+}
+
+/// Passkey options for the second factor of a login that waits for one. Asking again
+/// replaces the earlier options of the same `mfa_token`.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/webauthn", tag = "auth",
+    request_body = PasskeyOptionsRequest,
+    responses(
+        (status = 200, description = "Request options for the authenticator.", body = PasskeyOptions),
+        (status = 400, description = "The mfa_token is invalid, expired or used up (slug `invalid-token`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The account has no passkey (slug `no-passkeys`).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn passkey_options(
+    _limit: AuthRateLimit,
+    State(app): State<AppState>,
+    Json(req): Json<PasskeyOptionsRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let hash = token_hash(&req.mfa_token);
+    let mut tx = app.store.begin_write().await?;
+    let user = live_challenge(&mut tx, &hash)
+        .await?
+        .ok_or_else(invalid_token)?;
+    let Some((options, state)) =
+        crate::auth::passkeys::login::second_factor_options(&app, &mut tx, user).await?
+    else {
+        return Err(AppError::Conflict {
+            slug: "no-passkeys",
+            detail: "This account has no passkey; answer with a code.".into(),
+        });
+    };
+    sqlx::query("UPDATE mfa_challenges SET webauthn_state = $1 WHERE token_hash = $2")
+        .bind(state)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((no_store(), Json(PasskeyOptions { options })))
 }
 
 async fn second_factor(
     app: &AppState,
-    req: &MfaRequest,
+    mfa_token: &str,
+    answer: &Answer,
     client: &ClientInfo,
 ) -> Result<TokenPair, AppError> {
-    let hash = token_hash(&req.mfa_token);
+    let hash = token_hash(mfa_token);
     let mut conn = app.store.pool().acquire().await?;
     let user_id = live_challenge(&mut conn, &hash)
         .await?
@@ -560,10 +705,24 @@ async fn second_factor(
 
     let mut tx = app.store.begin_write().await?;
     // Read again under the write lock: two answers to one challenge cannot both pass.
-    if live_challenge(&mut tx, &hash).await? != Some(user.id) {
+    let Some((owner, passkey_state)) = live_challenge_state(&mut tx, &hash).await? else {
+        return Err(invalid_token());
+    };
+    if owner != user.id {
         return Err(invalid_token());
     }
-    let method = verify_code(app, &mut tx, &user, &req.code).await?;
+    let method = match answer {
+        Answer::Code(code) => verify_code(app, &mut tx, &user, code).await?,
+        Answer::Passkey(credential) => match passkey_state {
+            // Options first: the answer must sign the challenge this login was given.
+            None => None,
+            Some(state) => crate::auth::passkeys::login::verify_second_factor(
+                app, &mut tx, &user, &state, credential,
+            )
+            .await?
+            .then_some("webauthn"),
+        },
+    };
     let Some(method) = method else {
         tx.rollback().await?;
         let mut tx = app.store.begin_write().await?;
@@ -583,7 +742,7 @@ async fn second_factor(
     };
     // Spent here or not at all: of two answers racing on PostgreSQL, one passes.
     let spent = sqlx::query(
-        "UPDATE mfa_challenges SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        "UPDATE mfa_challenges SET used_at = $1, webauthn_state = NULL WHERE token_hash = $2 AND used_at IS NULL",
     )
     .bind(now_micros())
     .bind(&hash)

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod caller;
 pub mod email_flows;
 pub mod mfa;
+pub mod passkeys;
 pub mod routes;
 pub mod service;
 pub mod sessions;

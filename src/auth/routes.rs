@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users/me/sessions", get(list_sessions))
         .route("/api/v1/users/me/sessions/{id}", delete(revoke_session))
         .merge(super::mfa::router())
+        .merge(super::passkeys::account::router())
+        .merge(super::passkeys::login::router())
         .merge(super::email_flows::router())
 }
 

@@ -63,6 +63,11 @@ pub const TABLES: &[Table] = &[
         seeded: None,
     },
     Table {
+        name: "passkeys",
+        order_by: "id",
+        seeded: None,
+    },
+    Table {
         name: "audit_log",
         order_by: "seq",
         seeded: None,
@@ -92,6 +97,10 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     (
         "mfa_challenges",
         "logins waiting for their second factor, dead within minutes",
+    ),
+    (
+        "webauthn_ceremonies",
+        "passkey ceremonies between their two requests, dead within minutes",
     ),
     (
         "email_tokens",
