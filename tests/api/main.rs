@@ -25,6 +25,7 @@ mod openapi;
 mod ops;
 mod password;
 mod refresh;
+mod role_mfa;
 mod sessions;
 mod tls;
 mod tokens;
