@@ -42,6 +42,9 @@ enum Command {
     /// Manage users directly in the database (works while the service runs, or before it ever ran).
     #[command(subcommand)]
     User(UserCommand),
+    /// List roles, or make one require MFA, directly in the database (no API token needed).
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Check the configuration for production readiness; exits non-zero on any failure.
     Check {
         /// Print the report as JSON (`score`, counts, and `findings` with item, level,
@@ -158,6 +161,24 @@ enum UserCommand {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// List every role: its permissions, whether it is built in and whether it requires MFA.
+    List,
+    /// Make a role (built-in ones too, e.g. `admin`) require MFA, or not: without it, a
+    /// session whose login had no second factor gets nothing from the role.
+    RequireMfa {
+        /// The role name.
+        name: String,
+        /// Require MFA.
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        on: bool,
+        /// Stop requiring MFA.
+        #[arg(long)]
+        off: bool,
     },
 }
 
@@ -286,6 +307,10 @@ fn main() -> ExitCode {
                 email,
                 password_stdin,
             }) => reset_password(config, &email, password_stdin).await,
+            Command::Role(RoleCommand::List) => list_roles(config).await,
+            Command::Role(RoleCommand::RequireMfa { name, on, .. }) => {
+                role_require_mfa(config, &name, on).await
+            }
             Command::Check { json } => check(&config, json).await,
             Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
@@ -474,6 +499,54 @@ async fn change_user(
             ", enabled"
         }
     );
+    Ok(())
+}
+
+fn role_line(role: &roles::Role) -> String {
+    let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
+    format!(
+        "{:<24} {}{}{}",
+        role.name,
+        if permissions.is_empty() {
+            "-".to_string()
+        } else {
+            permissions.join(",")
+        },
+        if role.builtin { "  (built-in)" } else { "" },
+        if role.require_mfa {
+            "  (requires MFA)"
+        } else {
+            ""
+        }
+    )
+}
+
+async fn list_roles(config: Config) -> anyhow::Result<()> {
+    let app = AppState::build(config).await?;
+    let all = roles::service::list(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    for role in &all {
+        println!("{}", role_line(role));
+    }
+    Ok(())
+}
+
+/// Sets whether a role requires MFA as the operator, audited like the admin API's change.
+async fn role_require_mfa(config: Config, name: &str, on: bool) -> anyhow::Result<()> {
+    use portvakt::roles::{RoleName, service::Actor};
+    let name = RoleName::parse(name).map_err(|m| anyhow::anyhow!("role `{name}`: {m}"))?;
+    let app = AppState::build(config).await?;
+    let shown = name.as_str().to_string();
+    let role = roles::service::set_require_mfa(&app, name, on, Actor::Operator)
+        .await
+        .map_err(|e| match e {
+            portvakt::error::AppError::NotFound => anyhow::anyhow!("no role is named {shown}"),
+            e => anyhow::anyhow!("{}", describe(&e)),
+        })?;
+    app.store.close().await;
+    println!("{}", role_line(&role));
     Ok(())
 }
 

@@ -173,7 +173,7 @@ pub async fn erase_self(
 pub async fn erase_by_admin(
     app: &AppState,
     id: UserId,
-    admin: UserId,
+    admin: roles::Principal,
     client: ClientInfo,
 ) -> Result<(), AppError> {
     erase(app, id, Eraser::Admin(admin, client)).await
@@ -188,7 +188,7 @@ pub async fn erase_by_operator(app: &AppState, id: UserId) -> Result<(), AppErro
 enum Eraser {
     /// The owner, who proved the password with this hash.
     Owner(String),
-    Admin(UserId, ClientInfo),
+    Admin(roles::Principal, ClientInfo),
     Operator,
 }
 
@@ -253,10 +253,12 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             let entry = match &eraser {
                 Eraser::Owner(_) => Entry::new(Action::UserErased).actor(id),
                 // An admin erasing itself is the person erased: its address goes too.
-                Eraser::Admin(admin, _) if *admin == id => Entry::new(Action::UserErased).actor(id),
-                Eraser::Admin(admin, client) => {
-                    Entry::new(Action::UserErased).actor(*admin).client(client)
+                Eraser::Admin(admin, _) if admin.user == id => {
+                    Entry::new(Action::UserErased).actor(id)
                 }
+                Eraser::Admin(admin, client) => Entry::new(Action::UserErased)
+                    .actor(admin.user)
+                    .client(client),
                 Eraser::Operator => Entry::new(Action::UserErased).detail("via", "cli"),
             }
             .target("user", id)

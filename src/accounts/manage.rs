@@ -71,8 +71,8 @@ pub async fn update(
             let user = store::find_by_id(&mut *tx, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            if let Actor::Admin { user: admin, .. } = &actor {
-                roles::ensure_covers(&mut tx, *admin, id).await?;
+            if let Some(admin) = actor.principal() {
+                roles::ensure_covers(&mut tx, admin, id).await?;
             }
             let held = roles::of_user(&mut *tx, id).await?;
             let was_enabled_admin = user.disabled_at.is_none() && held.iter().any(|r| r == ADMIN);
@@ -220,8 +220,8 @@ pub async fn revoke_sessions(app: &AppState, id: UserId, actor: Actor) -> Result
             if store::find_by_id(&mut *tx, id).await?.is_none() {
                 return Err(AppError::NotFound);
             }
-            if let Actor::Admin { user: admin, .. } = &actor {
-                roles::ensure_covers(&mut tx, *admin, id).await?;
+            if let Some(admin) = actor.principal() {
+                roles::ensure_covers(&mut tx, admin, id).await?;
             }
             let revoked =
                 sessions::revoke_all_of_user(&app.store, &mut tx, id, None, "revoked_by_admin")

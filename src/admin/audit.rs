@@ -76,7 +76,7 @@ fn parse_filter(params: &Params, errors: &mut Vec<FieldError>) -> Filter {
     responses(
         (status = 200, description = "Matching entries, newest first; `details` includes what the entry recorded about people (audit readers only).", body = AuditPage),
         (status = 400, description = "A query parameter is invalid (`errors` names it).", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks `audit:read` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `audit:read` (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "The admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn search(
@@ -84,7 +84,7 @@ pub async fn search(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::AuditRead).await?;
+    roles::require(&app.store, caller.principal(), Permission::AuditRead).await?;
     let params = Params::parse(raw.as_deref());
     let mut errors = Vec::new();
     let pagination = Pagination::parse(&params, &mut errors);

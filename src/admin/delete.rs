@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 204, description = "Erased: the account, its roles, sessions and refresh tokens are gone; audit entries about it keep only its random id."),
-        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The account is the last enabled admin (slug `last-admin`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -39,11 +39,11 @@ async fn delete_user(
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
+    roles::require(&app.store, caller.principal(), Permission::UsersWrite).await?;
     let id = id
         .ok()
         .and_then(|Path(id)| UserId::parse(&id))
         .ok_or(AppError::NotFound)?;
-    gdpr::erase_by_admin(&app, id, caller.user_id, client).await?;
+    gdpr::erase_by_admin(&app, id, caller.principal(), client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

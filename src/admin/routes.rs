@@ -26,6 +26,7 @@ use super::{audit, roles, users};
     super::roles::list,
     super::roles::create,
     super::roles::update,
+    super::roles::require_mfa,
     super::roles::delete,
     super::audit::search,
 ))]
@@ -48,6 +49,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/admin/roles/{name}",
             put(roles::update).delete(roles::delete),
         )
+        .route(
+            "/api/v1/admin/roles/{name}/require-mfa",
+            put(roles::require_mfa),
+        )
         .route("/api/v1/admin/audit", get(audit::search))
 }
 
@@ -57,7 +62,7 @@ pub fn router() -> Router<AppState> {
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 204, description = "The account is not locked (any more); its failed-login count is reset."),
-        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write` (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn unlock(
@@ -66,7 +71,7 @@ async fn unlock(
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    permissions::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
+    permissions::require(&app.store, caller.principal(), Permission::UsersWrite).await?;
     let id = id
         .ok()
         .and_then(|Path(id)| UserId::parse(&id))

@@ -15,7 +15,6 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, FieldError, ProblemBody};
 use crate::http::{ClientInfo, Json};
-use crate::roles::service::Actor;
 use crate::roles::{self, Permission, RoleName};
 
 /// A page of users.
@@ -49,7 +48,7 @@ pub fn user_id(id: Result<Path<String>, PathRejection>) -> Result<UserId, AppErr
     responses(
         (status = 200, description = "Matching users, ordered by the text that matched (email, or lowercase name), then id; everyone by email when `q` is empty.", body = UserPage),
         (status = 400, description = "A query parameter is invalid (`errors` names it).", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks `users:read` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:read` (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "The admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -57,7 +56,7 @@ pub async fn list(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersRead).await?;
+    roles::require(&app.store, caller.principal(), Permission::UsersRead).await?;
     let params = Params::parse(raw.as_deref());
     let mut errors = Vec::new();
     let pagination = Pagination::parse(&params, &mut errors);
@@ -92,7 +91,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 200, description = "The account.", body = AdminUserView),
-        (status = 403, description = "The caller lacks `users:read` (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:read` (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn show(
@@ -100,7 +99,7 @@ pub async fn show(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersRead).await?;
+    roles::require(&app.store, caller.principal(), Permission::UsersRead).await?;
     let user = manage::view(&app, user_id(id)?).await?;
     Ok((no_store(), Json(user)))
 }
@@ -169,7 +168,7 @@ impl UpdateUserRequest {
     responses(
         (status = 200, description = "The updated account.", body = AdminUserView),
         (status = 400, description = "A field is invalid, or `roles` names a role that does not exist (`errors` names the field).", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks `users:write`, a permission the account holds, or a permission of a role it would assign or remove (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, a permission the account holds, or a permission of a role it would assign or remove (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The email belongs to another account (slug `email-taken`), or the change would leave no enabled admin (slug `last-admin`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -180,7 +179,7 @@ pub async fn update(
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<UpdateUserRequest>, AppError>,
 ) -> Result<impl IntoResponse, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
+    roles::require(&app.store, caller.principal(), Permission::UsersWrite).await?;
     let id = user_id(id)?;
     // An unknown account is a 404 before the body is judged (docs/api.md's order of
     // answers); the change finds the account again in its own transaction.
@@ -192,10 +191,7 @@ pub async fn update(
     }
     let Json(req) = body?;
     let changes = req.parse()?;
-    let actor = Actor::Admin {
-        user: caller.user_id,
-        client,
-    };
+    let actor = caller.actor(client);
     let user = manage::update(&app, id, changes, actor).await?;
     Ok((no_store(), Json(user)))
 }
@@ -206,7 +202,7 @@ pub async fn update(
     params(("id" = String, Path, description = "The user id.")),
     responses(
         (status = 204, description = "Every session of the account has ended."),
-        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:write`, or a permission the account holds (slug `forbidden`; `mfa-required` when only a role that requires MFA would grant it and the session has no second factor).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or the admin API is not reachable from the caller's network.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_sessions(
@@ -215,11 +211,8 @@ pub async fn revoke_sessions(
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    roles::require(&app.store, caller.user_id, Permission::UsersWrite).await?;
-    let actor = Actor::Admin {
-        user: caller.user_id,
-        client,
-    };
+    roles::require(&app.store, caller.principal(), Permission::UsersWrite).await?;
+    let actor = caller.actor(client);
     manage::revoke_sessions(&app, user_id(id)?, actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

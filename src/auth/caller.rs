@@ -7,11 +7,15 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::amr;
 use super::tokens::Verified;
 
 use crate::accounts::UserId;
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::http::ClientInfo;
+use crate::roles::Principal;
+use crate::roles::service::Actor;
 
 /// Who is calling: the user, the session the token belongs to, and what the token says
 /// (its roles among it; shared with the token cache, not copied).
@@ -20,6 +24,26 @@ pub struct Caller {
     pub user_id: UserId,
     pub session_id: Uuid,
     pub token: Arc<Verified>,
+}
+
+impl Caller {
+    /// The caller as the permission check sees it: its account, and whether its session
+    /// passed a second factor (the token's `amr`, fixed at login for the session's life).
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user: self.user_id,
+            mfa: amr::is_multi_factor(&self.token.amr),
+        }
+    }
+
+    /// The caller as the author of an admin change.
+    pub fn actor(&self, client: ClientInfo) -> Actor {
+        Actor::Admin {
+            user: self.user_id,
+            mfa: self.principal().mfa,
+            client,
+        }
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme is case-insensitive,

@@ -1,6 +1,7 @@
 //! Signing in: login, sessions with rotating refresh tokens, logout, access tokens and the
 //! `Caller` extractor that every authenticated route uses.
 
+pub mod amr;
 pub mod backoff;
 pub mod caller;
 pub mod email_flows;

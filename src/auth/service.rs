@@ -210,9 +210,13 @@ async fn rotate(
             user_id,
             session_id,
             refresh_token,
+            mfa_method,
         } => {
-            let roles = roles::of_user(app.store.pool(), user_id).await?;
-            pair(app, user_id, session_id, &roles, refresh_token)
+            // The session's login decides, not the account's current MFA: enrolling TOTP
+            // does not make a password-only session multi-factor.
+            let mfa = mfa_method.as_deref();
+            let roles = roles::for_session(app.store.pool(), user_id, mfa.is_some()).await?;
+            pair(app, user_id, session_id, &roles, mfa, refresh_token)
         }
         Rotation::Reused {
             user_id,
@@ -275,8 +279,10 @@ pub async fn end_session(
 }
 
 /// The end of every login, once each factor is checked and `record_login` has passed in `tx`:
-/// the session, its `login` audit entry (with the second factor's method, if one was asked),
-/// the commit, the backoff cleared, and the token pair.
+/// the session (remembering `mfa`, the second factor's method, for its life and its tokens'
+/// `amr`), its `login` audit entry (with that method, if one was asked), the commit, the
+/// backoff cleared, and the token pair. Roles that require MFA are left out of the token's
+/// `roles` when `mfa` is `None`.
 pub(super) async fn open_session(
     app: &AppState,
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
@@ -290,10 +296,11 @@ pub(super) async fn open_session(
         user,
         &client.ip,
         client.user_agent.as_deref(),
+        mfa,
         app.config.refresh_token_ttl,
     )
     .await?;
-    let roles = roles::of_user(&mut *tx, user).await?;
+    let roles = roles::for_session(&mut *tx, user, mfa.is_some()).await?;
     let mut entry = Entry::new(Action::Login)
         .actor(user)
         .target("session", created.session_id)
@@ -305,7 +312,14 @@ pub(super) async fn open_session(
     tx.commit().await?;
     attempt.succeeded().await;
     tracing::info!(user_id = %user, session_id = %created.session_id, %audit_id, mfa, "login succeeded");
-    pair(app, user, created.session_id, &roles, created.refresh_token)
+    pair(
+        app,
+        user,
+        created.session_id,
+        &roles,
+        mfa,
+        created.refresh_token,
+    )
 }
 
 fn pair(
@@ -313,9 +327,12 @@ fn pair(
     user: UserId,
     session: Uuid,
     roles: &[String],
+    mfa: Option<&str>,
     refresh_token: String,
 ) -> Result<TokenPair, AppError> {
-    let issued = app.tokens.issue(user, session, roles)?;
+    let issued = app
+        .tokens
+        .issue(user, session, roles, super::amr::values(mfa))?;
     Ok(TokenPair {
         access_token: issued.token,
         token_type: "Bearer",

@@ -153,17 +153,20 @@ pub struct Created {
     pub refresh_token: String,
 }
 
+/// Opens a session for a login whose second factor was `mfa_method` (`None`: the password
+/// alone); the session keeps it for life.
 pub async fn create(
     conn: &mut AnyConnection,
     user: UserId,
     ip: &str,
     user_agent: Option<&str>,
+    mfa_method: Option<&str>,
     ttl: Duration,
 ) -> Result<Created, sqlx::Error> {
     let session_id = Uuid::now_v7();
     let now = now_micros();
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent, mfa_method) VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
     )
     .bind(session_id.to_string())
     .bind(user.to_string())
@@ -171,6 +174,7 @@ pub async fn create(
     .bind(micros_after(now, ttl))
     .bind(ip)
     .bind(user_agent)
+    .bind(mfa_method)
     .execute(&mut *conn)
     .await?;
     let refresh_token = new_token();
@@ -206,6 +210,8 @@ pub enum Rotation {
         user_id: UserId,
         session_id: Uuid,
         refresh_token: String,
+        /// The second factor of the session's login, as [`create`] stored it.
+        mfa_method: Option<String>,
     },
     /// Unknown token, or its session has ended.
     Rejected,
@@ -272,14 +278,16 @@ pub async fn rotate(
     let session_id = Uuid::parse_str(&session_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
     // Extend the session only if it is still live; the same statement that checks also
     // writes, so a revocation committing concurrently cannot be missed.
-    let user: Option<String> = sqlx::query_scalar(
-        "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id",
+    let live: Option<(String, Option<String>)> = sqlx::query_as(
+        "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id, mfa_method",
     )
     .bind(now)
     .bind(micros_after(now, ttl))
     .bind(session_id.to_string())
     .fetch_optional(&mut *tx)
     .await?;
+    let (user, mfa_method) = live.unzip();
+    let mfa_method = mfa_method.flatten();
     let Some(user_id) = user.as_deref().and_then(UserId::parse) else {
         // Keep the token marked used; the session is over either way.
         tx.commit().await?;
@@ -292,6 +300,7 @@ pub async fn rotate(
         user_id,
         session_id,
         refresh_token,
+        mfa_method,
     })
 }
 

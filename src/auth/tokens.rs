@@ -1,5 +1,5 @@
 //! Access tokens: EdDSA-signed JWTs (RFC 7519, RFC 9068 header type) with `kid`, `iss`,
-//! `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `sid` and `roles`.
+//! `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `sid`, `roles` and `amr` (RFC 8176, see `amr`).
 //!
 //! Verifying an Ed25519 signature costs about as much as serving a whole small request, so
 //! each distinct token is verified once and the result remembered until the token expires.
@@ -41,6 +41,10 @@ pub struct AccessClaims {
     pub sid: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// How the session was authenticated (RFC 8176). Absent from tokens of older releases,
+    /// which therefore count as password-only.
+    #[serde(default)]
+    pub amr: Vec<String>,
     /// Present on tokens issued to OIDC clients, which `/api/v1` refuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -52,6 +56,8 @@ pub struct Verified {
     pub user_id: UserId,
     pub session_id: Uuid,
     pub roles: Vec<String>,
+    /// The token's `amr`: whether the session passed a second factor.
+    pub amr: Vec<String>,
     pub expires_at: i64,
 }
 
@@ -124,12 +130,14 @@ impl TokenService {
         self.ttl
     }
 
-    /// Signs an access token for a session.
+    /// Signs an access token for a session, with the roles it may use and how it was
+    /// authenticated (`amr`).
     pub fn issue(
         &self,
         user: UserId,
         session: Uuid,
         roles: &[String],
+        amr: Vec<String>,
     ) -> Result<Issued, TokenError> {
         let key = self.keys.signer();
         let now = now_secs();
@@ -144,6 +152,7 @@ impl TokenService {
             jti: Uuid::now_v7().to_string(),
             sid: session.to_string(),
             roles: roles.to_vec(),
+            amr,
             client_id: None,
         };
         let mut header = Header::new(key.alg);
@@ -206,6 +215,7 @@ impl TokenService {
             session_id: Uuid::parse_str(&claims.sid)
                 .map_err(|_| TokenError::Invalid("sid is not a session id".into()))?,
             roles: claims.roles,
+            amr: claims.amr,
             expires_at: claims.exp,
         });
         if let Some(c) = &self.cache {

@@ -272,12 +272,18 @@ impl Connection<'_> {
 
     /// Confirms, from the database, that the caller may still read the audit stream.
     async fn check_audit_read(&mut self) -> Result<(), Ending> {
-        match roles::require(&self.app.store, self.caller.user_id, Permission::AuditRead).await {
+        match roles::require(
+            &self.app.store,
+            self.caller.principal(),
+            Permission::AuditRead,
+        )
+        .await
+        {
             Ok(()) => {
                 self.audit_checked = Instant::now();
                 Ok(())
             }
-            Err(AppError::Forbidden) => Err(forbidden()),
+            Err(AppError::Forbidden | AppError::Refused { .. }) => Err(forbidden()),
             Err(e) => {
                 tracing::warn!(error = %e, "checking the audit:read permission failed");
                 Err(Ending::internal())
@@ -309,8 +315,12 @@ impl Connection<'_> {
         };
         match ClientMessage::parse(text.as_str()) {
             Some(ClientMessage::Subscribe { stream }) if stream == AUDIT_STREAM => {
-                match roles::require(&self.app.store, self.caller.user_id, Permission::AuditRead)
-                    .await
+                match roles::require(
+                    &self.app.store,
+                    self.caller.principal(),
+                    Permission::AuditRead,
+                )
+                .await
                 {
                     Ok(()) => {
                         self.subscription.add_audit_stream();
@@ -321,7 +331,7 @@ impl Connection<'_> {
                         };
                         self.send(Message::text(subscribed.to_text())).await
                     }
-                    Err(AppError::Forbidden) => Err(forbidden()),
+                    Err(AppError::Forbidden | AppError::Refused { .. }) => Err(forbidden()),
                     Err(e) => {
                         tracing::warn!(error = %e, "checking the audit:read permission failed");
                         self.error("The subscription could not be checked; try again.")

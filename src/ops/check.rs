@@ -1,6 +1,7 @@
 //! `portvakt check`: the production-readiness report. The configuration's own findings
 //! (`Config::findings`) plus what only the database can tell: whether it answers, whether
-//! its schema is current, the signing key's age, the last backup, the admins. Each item is
+//! its schema is current, the signing key's age, the last backup, the admins and the roles
+//! that require MFA. Each item is
 //! pass, warn or fail with a one-line fix; the score weighs a warning half a pass.
 //! `/ready` stays the cheap probe; this is the deep one, run by people and CI.
 
@@ -130,6 +131,8 @@ pub async fn database_findings(config: &Config) -> Vec<Finding> {
     out.push(signing_key(&store).await);
     out.push(last_backup(config, &store).await);
     out.push(admins(config, &store).await);
+    out.push(admin_role_mfa(config, &store).await);
+    out.push(mfa_roles(config, &store).await);
     store.close().await;
     out
 }
@@ -258,7 +261,7 @@ async fn last_backup(config: &Config, store: &Store) -> Finding {
 
 async fn admins(config: &Config, store: &Store) -> Finding {
     let counted: Result<(i64, i64), _> = sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(m.user_id) AS BIGINT) FROM users u JOIN user_roles r ON r.user_id = u.id LEFT JOIN mfa_totp m ON m.user_id = u.id AND m.confirmed_at IS NOT NULL WHERE r.role = $1 AND u.disabled_at IS NULL",
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(m.user_id) AS BIGINT) FROM users u JOIN user_roles r ON r.user_id = u.id LEFT JOIN (SELECT user_id FROM mfa_totp WHERE confirmed_at IS NOT NULL UNION SELECT user_id FROM passkeys) m ON m.user_id = u.id WHERE r.role = $1 AND u.disabled_at IS NULL",
     )
     .bind(crate::roles::ADMIN)
     .fetch_one(store.pool())
@@ -290,6 +293,97 @@ async fn admins(config: &Config, store: &Store) -> Finding {
             Level::Fail,
             "admins",
             format!("cannot count admins: {e}"),
+            "run `portvakt migrate`",
+        ),
+    }
+}
+
+/// Whether the `admin` role requires MFA: without it, an admin's password alone opens the
+/// whole admin API.
+async fn admin_role_mfa(config: &Config, store: &Store) -> Finding {
+    let since: Result<Option<Option<i64>>, _> =
+        sqlx::query_scalar("SELECT mfa_required_at FROM roles WHERE name = $1")
+            .bind(crate::roles::ADMIN)
+            .fetch_optional(store.pool())
+            .await;
+    match since {
+        Ok(Some(Some(_))) => Finding::new(
+            Level::Pass,
+            "admin_role_mfa",
+            "the admin role requires MFA",
+            "",
+        ),
+        Ok(_) => Finding::new(
+            if config.is_production() {
+                Level::Warn
+            } else {
+                Level::Pass
+            },
+            "admin_role_mfa",
+            "the admin role does not require MFA: an admin's password alone opens the admin API",
+            "once the admins have enabled TOTP, run `portvakt role require-mfa admin --on`",
+        ),
+        Err(e) => Finding::new(
+            Level::Fail,
+            "admin_role_mfa",
+            format!("cannot read the admin role: {e}"),
+            "run `portvakt migrate`",
+        ),
+    }
+}
+
+/// The roles that require MFA, and how many of their (enabled) holders have none: the role
+/// gives those holders nothing until they enable it.
+async fn mfa_roles(config: &Config, store: &Store) -> Finding {
+    let counted: Result<Vec<(String, i64, i64)>, _> = sqlx::query_as(
+        "SELECT r.name, CAST(COUNT(u.id) AS BIGINT), CAST(COUNT(u.id) - COUNT(m.user_id) AS BIGINT) FROM roles r LEFT JOIN user_roles ur ON ur.role = r.name LEFT JOIN users u ON u.id = ur.user_id AND u.disabled_at IS NULL LEFT JOIN (SELECT user_id FROM mfa_totp WHERE confirmed_at IS NOT NULL UNION SELECT user_id FROM passkeys) m ON m.user_id = u.id WHERE r.mfa_required_at IS NOT NULL GROUP BY r.name ORDER BY r.name",
+    )
+    .fetch_all(store.pool())
+    .await;
+    match counted {
+        Ok(roles) if roles.is_empty() => {
+            Finding::new(Level::Pass, "mfa_roles", "no role requires MFA", "")
+        }
+        Ok(roles) => {
+            let names: Vec<&str> = roles.iter().map(|(n, _, _)| n.as_str()).collect();
+            let lacking: Vec<String> = roles
+                .iter()
+                .filter(|(_, _, without)| *without > 0)
+                .map(|(n, holders, without)| {
+                    format!("{n}: {without} of {holders} holder(s) without MFA")
+                })
+                .collect();
+            if lacking.is_empty() {
+                Finding::new(
+                    Level::Pass,
+                    "mfa_roles",
+                    format!(
+                        "{} role(s) require MFA ({}); every holder has it",
+                        roles.len(),
+                        names.join(", ")
+                    ),
+                    "",
+                )
+            } else {
+                Finding::new(
+                    if config.is_production() {
+                        Level::Warn
+                    } else {
+                        Level::Pass
+                    },
+                    "mfa_roles",
+                    format!(
+                        "roles requiring MFA give nothing to holders without it: {}",
+                        lacking.join("; ")
+                    ),
+                    "have them enable TOTP (`POST /api/v1/users/me/mfa/totp`) and log in again",
+                )
+            }
+        }
+        Err(e) => Finding::new(
+            Level::Fail,
+            "mfa_roles",
+            format!("cannot read the roles: {e}"),
             "run `portvakt migrate`",
         ),
     }

@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::store::Store;
 
 pub use model::{Permission, RoleName};
-pub use store::Role;
+pub use store::{Held, Role};
 
 pub const ADMIN: &str = "admin";
 pub const USER: &str = "user";
@@ -28,75 +28,134 @@ pub fn is_builtin(name: &str) -> bool {
     name == ADMIN || name == USER
 }
 
-/// Whether the roles held (each with its stored permissions) grant `permission`. `admin`
+/// Who asks for a permission: an account, and whether its session passed a second factor.
+/// A role that requires MFA gives nothing to a session that did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub mfa: bool,
+}
+
+/// The roles of `held` that a session with (or without) MFA may use.
+pub fn usable(held: &[Held], mfa: bool) -> impl Iterator<Item = &Held> + Clone {
+    held.iter().filter(move |h| mfa || !h.require_mfa)
+}
+
+/// Whether the roles held grant `permission`, ignoring whether they require MFA. `admin`
 /// holds every permission whatever is stored for it.
-pub fn grants(held: &[(String, Vec<Permission>)], permission: Permission) -> bool {
-    held.iter()
-        .any(|(role, perms)| role == ADMIN || perms.contains(&permission))
+pub fn grants<'a>(held: impl IntoIterator<Item = &'a Held>, permission: Permission) -> bool {
+    held.into_iter()
+        .any(|h| h.name == ADMIN || h.permissions.contains(&permission))
 }
 
 /// Every permission the roles held grant (all of them with `admin`).
-pub fn granted(held: &[(String, Vec<Permission>)]) -> Vec<Permission> {
+pub fn granted<'a>(held: impl IntoIterator<Item = &'a Held> + Clone) -> Vec<Permission> {
     Permission::ALL
         .iter()
         .copied()
-        .filter(|p| grants(held, *p))
+        .filter(|p| grants(held.clone(), *p))
         .collect()
 }
 
 /// Fails with 403 unless `actor` holds every one of `permissions` now (read in the caller's
-/// write transaction). Nobody hands out or takes away a permission they do not hold: else
-/// `roles:write` could widen its own role, and `users:write` could assign `admin`, and either
-/// would be every permission. The operator at the CLI holds everything.
+/// write transaction), through roles its session may use. Nobody hands out or takes away a
+/// permission they do not hold: else `roles:write` could widen its own role, and
+/// `users:write` could assign `admin`, and either would be every permission. The operator at
+/// the CLI holds everything.
 pub async fn ensure_holds(
     conn: &mut AnyConnection,
     actor: &service::Actor,
     permissions: &[Permission],
 ) -> Result<(), AppError> {
-    match actor {
-        service::Actor::Admin { user, .. } => user_holds(conn, *user, permissions).await,
-        service::Actor::Operator => Ok(()),
+    match actor.principal() {
+        Some(admin) => principal_holds(conn, admin, permissions).await,
+        None => Ok(()),
     }
 }
 
 /// Fails with 403 unless `admin` holds every permission account `target` holds: a holder of
 /// `users:write` cannot edit, disable, sign out or erase an account more powerful than its
-/// own (an admin's), which would be a takeover or a lockout of those above it.
+/// own (an admin's), which would be a takeover or a lockout of those above it. The target's
+/// roles count whether or not they require MFA; the admin's only as its session may use them.
 pub async fn ensure_covers(
     conn: &mut AnyConnection,
-    admin: UserId,
+    admin: Principal,
     target: UserId,
 ) -> Result<(), AppError> {
     let theirs = granted(&store::grants_of_user(&mut *conn, target).await?);
-    user_holds(conn, admin, &theirs).await
+    principal_holds(conn, admin, &theirs).await
 }
 
-async fn user_holds(
+async fn principal_holds(
     conn: &mut AnyConnection,
-    user: UserId,
+    who: Principal,
     permissions: &[Permission],
 ) -> Result<(), AppError> {
-    let held = granted(&store::grants_of_user(&mut *conn, user).await?);
-    if let Some(missing) = permissions.iter().find(|p| !held.contains(p)) {
+    let held = store::grants_of_user(&mut *conn, who.user).await?;
+    let usable_now = granted(usable(&held, who.mfa));
+    if let Some(missing) = permissions.iter().find(|p| !usable_now.contains(p)) {
         tracing::info!(
             permission = missing.as_str(),
             "refused to grant or take away a permission the caller lacks"
         );
-        return Err(AppError::Forbidden);
+        return Err(refusal(&held, *missing));
     }
     Ok(())
 }
 
-/// Lets `user` through if its roles, read now from the database rather than from its
-/// token, grant `permission`: a demotion applies to admin actions at once.
-pub async fn require(store: &Store, user: UserId, permission: Permission) -> Result<(), AppError> {
-    let held = store::grants_of_user(store.pool(), user).await?;
-    if grants(&held, permission) {
+/// The 403 for a permission a session lacks: `mfa-required` when one of the account's roles
+/// would grant it to a session with MFA, so that the user knows what to do.
+fn refusal(held: &[Held], permission: Permission) -> AppError {
+    if grants(held, permission) {
+        AppError::Refused {
+            slug: "mfa-required",
+            detail: "A role that grants this requires multi-factor authentication: enable MFA and log in again with the second factor.",
+        }
+    } else {
+        AppError::Forbidden
+    }
+}
+
+/// Lets `who` through if its roles, read now from the database rather than from its token,
+/// grant `permission` to its session: a demotion, or a role starting to require MFA, applies
+/// to admin actions at once.
+pub async fn require(
+    store: &Store,
+    who: Principal,
+    permission: Permission,
+) -> Result<(), AppError> {
+    let held = store::grants_of_user(store.pool(), who.user).await?;
+    if grants(usable(&held, who.mfa), permission) {
         Ok(())
     } else {
-        tracing::info!(permission = permission.as_str(), "admin action refused");
-        Err(AppError::Forbidden)
+        tracing::info!(
+            permission = permission.as_str(),
+            mfa = who.mfa,
+            "admin action refused"
+        );
+        Err(refusal(&held, permission))
     }
+}
+
+/// The role names a session may use, sorted: what its access tokens carry in `roles`. A role
+/// that requires MFA is left out for a session without it, so that applications reading the
+/// token's roles apply the rule too.
+pub async fn for_session<'c, E: Executor<'c, Database = Any>>(
+    db: E,
+    user: UserId,
+    mfa: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT ur.role, r.mfa_required_at FROM user_roles ur JOIN roles r ON r.name = ur.role WHERE ur.user_id = $1 ORDER BY ur.role",
+    )
+    .bind(user.to_string())
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, required)| mfa || required.is_none())
+        .map(|(role, _)| role)
+        .collect())
 }
 
 /// The user's role names, sorted.
@@ -186,10 +245,18 @@ pub async fn remove_all(conn: &mut AnyConnection, user: UserId) -> Result<(), sq
 mod tests {
     use super::*;
 
+    fn held(name: &str, permissions: &[Permission], require_mfa: bool) -> Held {
+        Held {
+            name: name.to_string(),
+            permissions: permissions.to_vec(),
+            require_mfa,
+        }
+    }
+
     #[test]
     fn admin_holds_every_permission_and_user_none() {
-        let admin = [(ADMIN.to_string(), vec![])];
-        let user = [(USER.to_string(), vec![])];
+        let admin = [held(ADMIN, &[], false)];
+        let user = [held(USER, &[], false)];
         for p in Permission::ALL {
             assert!(grants(&admin, *p), "{p:?}");
             assert!(!grants(&user, *p), "{p:?}");
@@ -199,11 +266,34 @@ mod tests {
 
     #[test]
     fn a_custom_role_grants_exactly_its_permissions() {
-        let held = [
-            (USER.to_string(), vec![]),
-            ("support".to_string(), vec![Permission::UsersRead]),
+        let mine = [
+            held(USER, &[], false),
+            held("support", &[Permission::UsersRead], false),
         ];
-        assert!(grants(&held, Permission::UsersRead));
-        assert!(!grants(&held, Permission::UsersWrite));
+        assert!(grants(&mine, Permission::UsersRead));
+        assert!(!grants(&mine, Permission::UsersWrite));
+    }
+
+    #[test]
+    fn a_role_requiring_mfa_gives_nothing_to_a_session_without_it() {
+        let mine = [
+            held(ADMIN, &[], true),
+            held("support", &[Permission::UsersRead], false),
+        ];
+        assert!(grants(usable(&mine, false), Permission::UsersRead));
+        assert!(!grants(usable(&mine, false), Permission::UsersWrite));
+        assert!(grants(usable(&mine, true), Permission::UsersWrite));
+        assert!(matches!(
+            refusal(&mine, Permission::UsersWrite),
+            AppError::Refused {
+                slug: "mfa-required",
+                ..
+            }
+        ));
+        let plain = [held(USER, &[], false)];
+        assert!(matches!(
+            refusal(&plain, Permission::UsersWrite),
+            AppError::Forbidden
+        ));
     }
 }

@@ -1,8 +1,8 @@
 //! Creating, changing and deleting custom roles, each audited in its own transaction.
 
-use super::is_builtin;
 use super::model::{Permission, RoleName};
 use super::store::{self, Role};
+use super::{Principal, is_builtin};
 use crate::accounts::UserId;
 use crate::accounts::cache::INVALIDATION_KIND as PROFILE_KIND;
 use crate::app::AppState;
@@ -11,20 +11,35 @@ use crate::error::AppError;
 use crate::http::ClientInfo;
 use crate::store::{is_unique_violation, now_micros};
 
-/// Who made an admin change, for its audit entry.
+/// Who makes an administrative change: an admin over the API (with whether its session
+/// passed a second factor), or an operator with shell access to the database through the
+/// CLI (recovery when no admin can log in).
 #[derive(Debug, Clone)]
-/// Who makes an administrative change: an admin over the API, or an operator with shell
-/// access to the database through the CLI (recovery when no admin can log in).
 pub enum Actor {
-    Admin { user: UserId, client: ClientInfo },
+    Admin {
+        user: UserId,
+        mfa: bool,
+        client: ClientInfo,
+    },
     Operator,
 }
 
 impl Actor {
     pub fn entry(&self, action: Action) -> Entry {
         match self {
-            Actor::Admin { user, client } => Entry::new(action).actor(*user).client(client),
+            Actor::Admin { user, client, .. } => Entry::new(action).actor(*user).client(client),
             Actor::Operator => Entry::new(action).detail("via", "cli"),
+        }
+    }
+
+    /// The admin and its session's MFA; `None` for the operator, who holds everything.
+    pub fn principal(&self) -> Option<Principal> {
+        match self {
+            Actor::Admin { user, mfa, .. } => Some(Principal {
+                user: *user,
+                mfa: *mfa,
+            }),
+            Actor::Operator => None,
         }
     }
 }
@@ -49,12 +64,21 @@ pub async fn create(
     app: &AppState,
     name: RoleName,
     permissions: Vec<Permission>,
+    require_mfa: bool,
     actor: Actor,
 ) -> Result<Role, AppError> {
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
         super::ensure_holds(&mut tx, &actor, &permissions).await?;
-        match store::insert(&mut tx, name.as_str(), &permissions, now_micros()).await {
+        match store::insert(
+            &mut tx,
+            name.as_str(),
+            &permissions,
+            require_mfa,
+            now_micros(),
+        )
+        .await
+        {
             Ok(()) => {}
             Err(e) if is_unique_violation(&e) => {
                 return Err(AppError::Conflict {
@@ -67,23 +91,28 @@ pub async fn create(
         let entry = actor
             .entry(Action::RoleCreated)
             .target("role", name.as_str())
-            .detail("permissions", names(&permissions));
+            .detail("permissions", names(&permissions))
+            .detail("require_mfa", require_mfa);
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(Role {
             name: name.as_str().to_string(),
             permissions,
             builtin: false,
+            require_mfa,
         })
     })
     .await
 }
 
-/// Replaces a custom role's permissions. Holders' admin rights change with their next request.
+/// Replaces a custom role's permissions, and sets whether it requires MFA when
+/// `require_mfa` is given (else it stays as it is). Holders' admin rights change with their
+/// next request.
 pub async fn update(
     app: &AppState,
     name: RoleName,
     permissions: Vec<Permission>,
+    require_mfa: Option<bool>,
     actor: Actor,
 ) -> Result<Role, AppError> {
     if is_builtin(name.as_str()) {
@@ -99,19 +128,62 @@ pub async fn update(
             .copied()
             .filter(|p| permissions.contains(p) != before.permissions.contains(p))
             .collect();
+        let require_mfa = require_mfa.unwrap_or(before.require_mfa);
+        if require_mfa != before.require_mfa {
+            // Whoever may switch it may use every permission of the role either way.
+            super::ensure_holds(&mut tx, &actor, &before.permissions).await?;
+        }
         super::ensure_holds(&mut tx, &actor, &changed).await?;
         store::set_permissions(&mut tx, name.as_str(), &permissions).await?;
+        store::set_require_mfa(&mut tx, name.as_str(), require_mfa, now_micros()).await?;
         let entry = actor
             .entry(Action::RoleUpdated)
             .target("role", name.as_str())
             .detail("permissions", names(&permissions))
-            .detail("previous_permissions", names(&before.permissions));
+            .detail("previous_permissions", names(&before.permissions))
+            .detail("require_mfa", require_mfa)
+            .detail("previous_require_mfa", before.require_mfa);
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(Role {
             name: name.as_str().to_string(),
             permissions,
             builtin: false,
+            require_mfa,
+        })
+    })
+    .await
+}
+
+/// Makes any role, built-in ones included, require MFA or not. Changing it takes every
+/// permission of the role (all of them for `admin`), as deleting it would: turning it off
+/// widens what the holders' password-only sessions may do. It applies to admin actions at
+/// the holders' next request, and to the `roles` of their access tokens from the next
+/// login or refresh.
+pub async fn set_require_mfa(
+    app: &AppState,
+    name: RoleName,
+    require_mfa: bool,
+    actor: Actor,
+) -> Result<Role, AppError> {
+    app.to_completion(move |app| async move {
+        let mut tx = app.store.begin_write().await?;
+        let before = store::find(&mut tx, name.as_str())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        super::ensure_holds(&mut tx, &actor, &before.permissions).await?;
+        store::set_require_mfa(&mut tx, name.as_str(), require_mfa, now_micros()).await?;
+        let entry = actor
+            .entry(Action::RoleChanged)
+            .target("role", name.as_str())
+            .detail("require_mfa", require_mfa)
+            .detail("previous_require_mfa", before.require_mfa);
+        let audit_id = app.audit.record(&mut tx, entry).await?;
+        tx.commit().await?;
+        tracing::info!(role = name.as_str(), require_mfa, %audit_id, "role MFA requirement set");
+        Ok(Role {
+            require_mfa,
+            ..before
         })
     })
     .await

@@ -14,34 +14,57 @@ pub struct Role {
     pub name: String,
     pub permissions: Vec<Permission>,
     pub builtin: bool,
+    /// The role gives nothing to a session without a second factor.
+    pub require_mfa: bool,
 }
 
-/// Groups `(role, permission)` rows; a stored permission this binary does not know is
-/// skipped rather than failing the read.
-fn group(rows: Vec<(String, Option<String>)>) -> BTreeMap<String, Vec<Permission>> {
-    let mut map: BTreeMap<String, Vec<Permission>> = BTreeMap::new();
-    for (role, permission) in rows {
-        let perms = map.entry(role).or_default();
-        if let Some(p) = permission.as_deref().and_then(Permission::parse) {
-            perms.push(p);
+/// A role someone holds: its stored permissions and whether it requires MFA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    pub require_mfa: bool,
+}
+
+/// One row of a role joined with its permissions.
+struct RoleRow {
+    name: String,
+    permission: Option<String>,
+    require_mfa: bool,
+}
+
+/// Groups rows by role; a stored permission this binary does not know is skipped rather
+/// than failing the read.
+fn group(rows: Vec<RoleRow>) -> Vec<Held> {
+    let mut map: BTreeMap<String, Held> = BTreeMap::new();
+    for row in rows {
+        let held = map.entry(row.name.clone()).or_insert_with(|| Held {
+            name: row.name,
+            permissions: Vec::new(),
+            require_mfa: row.require_mfa,
+        });
+        if let Some(p) = row.permission.as_deref().and_then(Permission::parse) {
+            held.permissions.push(p);
         }
     }
-    for perms in map.values_mut() {
-        perms.sort();
+    let mut held: Vec<Held> = map.into_values().collect();
+    for h in &mut held {
+        h.permissions.sort();
     }
-    map
+    held
 }
 
-fn role(name: String, permissions: Vec<Permission>) -> Role {
-    let permissions = if name == ADMIN {
+fn role(held: Held) -> Role {
+    let permissions = if held.name == ADMIN {
         Permission::ALL.to_vec()
     } else {
-        permissions
+        held.permissions
     };
     Role {
-        builtin: is_builtin(&name),
-        name,
+        builtin: is_builtin(&held.name),
+        name: held.name,
         permissions,
+        require_mfa: held.require_mfa,
     }
 }
 
@@ -49,46 +72,64 @@ async fn rows<'c, E: Executor<'c, Database = Any>>(
     db: E,
     sql: &'static str,
     bind: Option<String>,
-) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+) -> Result<Vec<RoleRow>, sqlx::Error> {
     let rows = sqlx::query(sql).bind(bind).fetch_all(db).await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("name")?, r.try_get("permission")?)))
+        .map(|r| {
+            let since: Option<i64> = r.try_get("mfa_required_at")?;
+            Ok(RoleRow {
+                name: r.try_get("name")?,
+                permission: r.try_get("permission")?,
+                require_mfa: since.is_some(),
+            })
+        })
         .collect()
 }
 
-/// The roles `user` holds, with their stored permissions.
+/// The roles `user` holds, with their stored permissions and whether they require MFA.
 pub async fn grants_of_user<'c, E: Executor<'c, Database = Any>>(
     db: E,
     user: UserId,
-) -> Result<Vec<(String, Vec<Permission>)>, sqlx::Error> {
+) -> Result<Vec<Held>, sqlx::Error> {
     let rows = rows(
         db,
-        "SELECT ur.role AS name, rp.permission AS permission FROM user_roles ur LEFT JOIN role_permissions rp ON rp.role = ur.role WHERE ur.user_id = $1",
+        "SELECT ur.role AS name, rp.permission AS permission, r.mfa_required_at AS mfa_required_at FROM user_roles ur JOIN roles r ON r.name = ur.role LEFT JOIN role_permissions rp ON rp.role = ur.role WHERE ur.user_id = $1",
         Some(user.to_string()),
     )
     .await?;
-    Ok(group(rows).into_iter().collect())
+    Ok(group(rows))
 }
+
+const ROLES: &str = "SELECT r.name AS name, rp.permission AS permission, r.mfa_required_at AS mfa_required_at FROM roles r LEFT JOIN role_permissions rp ON rp.role = r.name WHERE $1 IS NULL OR r.name = $1";
 
 /// Every role, by name.
 pub async fn list<'c, E: Executor<'c, Database = Any>>(db: E) -> Result<Vec<Role>, sqlx::Error> {
-    let rows = rows(
-        db,
-        "SELECT r.name AS name, rp.permission AS permission FROM roles r LEFT JOIN role_permissions rp ON rp.role = r.name WHERE $1 IS NULL OR r.name = $1",
-        None,
-    )
-    .await?;
-    Ok(group(rows).into_iter().map(|(n, p)| role(n, p)).collect())
+    let rows = rows(db, ROLES, None).await?;
+    Ok(group(rows).into_iter().map(role).collect())
 }
 
 pub async fn find(conn: &mut AnyConnection, name: &str) -> Result<Option<Role>, sqlx::Error> {
-    let rows = rows(
-        conn,
-        "SELECT r.name AS name, rp.permission AS permission FROM roles r LEFT JOIN role_permissions rp ON rp.role = r.name WHERE $1 IS NULL OR r.name = $1",
-        Some(name.to_string()),
+    let rows = rows(conn, ROLES, Some(name.to_string())).await?;
+    Ok(group(rows).into_iter().next().map(role))
+}
+
+/// Makes a role require MFA (since `now`) or not. Returns whether it exists.
+pub async fn set_require_mfa(
+    conn: &mut AnyConnection,
+    name: &str,
+    require: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    // Keeps the first time when it was already required: the date says since when.
+    let done = sqlx::query(
+        "UPDATE roles SET mfa_required_at = CASE WHEN $1 = 1 THEN COALESCE(mfa_required_at, $2) ELSE NULL END WHERE name = $3",
     )
+    .bind(i64::from(require))
+    .bind(now)
+    .bind(name)
+    .execute(conn)
     .await?;
-    Ok(group(rows).into_iter().next().map(|(n, p)| role(n, p)))
+    Ok(done.rows_affected() == 1)
 }
 
 /// Inserts a custom role. A taken name surfaces as a unique violation.
@@ -96,13 +137,17 @@ pub async fn insert(
     conn: &mut AnyConnection,
     name: &str,
     permissions: &[Permission],
+    require_mfa: bool,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO roles (name, builtin, created_at) VALUES ($1, 0, $2)")
-        .bind(name)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO roles (name, builtin, created_at, mfa_required_at) VALUES ($1, 0, $2, $3)",
+    )
+    .bind(name)
+    .bind(now)
+    .bind(require_mfa.then_some(now))
+    .execute(&mut *conn)
+    .await?;
     insert_permissions(conn, name, permissions).await
 }
 

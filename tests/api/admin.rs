@@ -758,7 +758,7 @@ async fn roles_are_created_listed_changed_and_deleted_but_builtin_ones_are_fixed
     .await;
     assert_eq!(
         created,
-        json!({"name": "auditor", "permissions": ["users:read", "audit:read"], "builtin": false})
+        json!({"name": "auditor", "permissions": ["users:read", "audit:read"], "builtin": false, "require_mfa": false})
     );
     let body = problem(
         post(json!({"name": "auditor", "permissions": []})).await,

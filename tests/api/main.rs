@@ -27,6 +27,7 @@ mod ops;
 mod passkeys;
 mod password;
 mod refresh;
+mod role_mfa;
 mod sessions;
 mod tls;
 mod tokens;

@@ -8,7 +8,7 @@ use totp_rs::{Builder, Secret, Totp};
 
 use crate::helpers::{PASSWORD, TestApp, TokenPair, problem, slug, spawn_app, spawn_app_with};
 
-fn authenticator(secret: &str) -> Totp {
+pub(crate) fn authenticator(secret: &str) -> Totp {
     let bytes = Secret::try_from_base32(secret).expect("base32 secret");
     Builder::new()
         .with_secret(bytes.as_bytes().to_vec())
@@ -24,7 +24,7 @@ fn now() -> u64 {
 }
 
 /// The code `offset` steps from now.
-fn code(t: &Totp, offset: i64) -> String {
+pub(crate) fn code(t: &Totp, offset: i64) -> String {
     let at = now().checked_add_signed(offset * 30).unwrap();
     t.generate(at).to_string()
 }
@@ -45,7 +45,7 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::R
 }
 
 /// Enrols and confirms TOTP; returns the authenticator and the recovery codes.
-pub async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
+pub(crate) async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
     let r = post(app, "/api/v1/users/me/mfa/totp", token, json!({})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
@@ -74,7 +74,7 @@ pub async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
 }
 
 /// Logs in with the password and expects the MFA step; returns the mfa_token.
-async fn mfa_token(app: &TestApp, email: &str) -> String {
+pub(crate) async fn mfa_token(app: &TestApp, email: &str) -> String {
     let r = app.login(email, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
@@ -84,7 +84,7 @@ async fn mfa_token(app: &TestApp, email: &str) -> String {
     body["mfa_token"].as_str().unwrap().to_owned()
 }
 
-async fn second_step(app: &TestApp, token: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn second_step(app: &TestApp, token: &str, code: &str) -> reqwest::Response {
     app.post_json(
         "/api/v1/auth/mfa",
         &json!({"mfa_token": token, "code": code}),

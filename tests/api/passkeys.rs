@@ -155,6 +155,11 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
     let session: TokenPair = r.json().await.unwrap();
     let me2: Value = app.me(&session.access_token).await.json().await.unwrap();
     assert_eq!(me2["id"], me["id"]);
+    // The passkey verified the user: multi-factor on its own (RFC 8176 values).
+    assert_eq!(
+        crate::role_mfa::claims(&session.access_token)["amr"],
+        json!(["swk", "user", "mfa"])
+    );
 
     // Neither the token nor the answer is good twice.
     let r = app
@@ -325,6 +330,10 @@ async fn a_passkey_is_the_second_factor_after_a_password() {
     assert_eq!(r.status(), StatusCode::OK);
     let session: TokenPair = r.json().await.unwrap();
     assert_eq!(app.me(&session.access_token).await.status(), 200);
+    assert_eq!(
+        crate::role_mfa::claims(&session.access_token)["amr"],
+        json!(["pwd", "swk", "mfa"])
+    );
     // The login is spent.
     let r = app
         .post_json(
