@@ -150,6 +150,32 @@ pub async fn mark_failed(
     Ok(())
 }
 
+/// Deletes messages sent before `sent_before` and messages given up before `failed_before`
+/// (`None`: keep them). Returns how many of each went.
+pub async fn prune(
+    store: &Store,
+    sent_before: Option<i64>,
+    failed_before: Option<i64>,
+) -> Result<(u64, u64), sqlx::Error> {
+    let mut sent = 0;
+    if let Some(before) = sent_before {
+        sent = sqlx::query("DELETE FROM mail_outbox WHERE sent_at < $1")
+            .bind(before)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
+    }
+    let mut failed = 0;
+    if let Some(before) = failed_before {
+        failed = sqlx::query("DELETE FROM mail_outbox WHERE failed_at < $1")
+            .bind(before)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
+    }
+    Ok((sent, failed))
+}
+
 /// Messages neither sent nor given up, and when the earliest of them is next due (a held
 /// claim counts as due when its lease ends).
 pub async fn pending(store: &Store) -> Result<(i64, Option<i64>), sqlx::Error> {

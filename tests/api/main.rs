@@ -19,6 +19,7 @@ mod hardening;
 mod import;
 mod limits;
 mod mail;
+mod mail_delivery;
 mod metrics;
 mod mfa;
 mod openapi;
