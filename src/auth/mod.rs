@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod caller;
 pub mod email_flows;
+mod login_alert;
 pub mod mfa;
 pub mod routes;
 pub mod service;

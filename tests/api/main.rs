@@ -18,6 +18,7 @@ mod gdpr;
 mod hardening;
 mod import;
 mod limits;
+mod login_alerts;
 mod mail;
 mod mail_delivery;
 mod metrics;
