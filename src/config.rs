@@ -763,11 +763,12 @@ impl Config {
                     None
                 }
             },
-            (None, Some(_)) => {
-                s.warnings.push(
-                    "PORTVAKT_SMTP_CA_FILE is set but PORTVAKT_SMTP_URL is not: it has no effect"
-                        .into(),
-                );
+            // Unused without SMTP, but a broken file is reported now rather than on the day SMTP
+            // is turned on.
+            (None, Some(file)) => {
+                if let Err(e) = crate::mail::smtp::read_ca_file(Path::new(&file)) {
+                    s.problems.push(format!("PORTVAKT_SMTP_CA_FILE: {e}"));
+                }
                 None
             }
             (smtp, None) => smtp,
@@ -1599,6 +1600,29 @@ impl Config {
                 "set PORTVAKT_SMTP_URL before going to production",
             )),
         }
+        out.push(match self.login_alerts {
+            LoginAlerts::Off if prod => Finding::new(
+                Level::Warn,
+                "login_alerts",
+                "login alerts are off: nobody hears of a sign-in with a stolen password",
+                "set PORTVAKT_LOGIN_ALERTS=new-device",
+            ),
+            LoginAlerts::Off => {
+                Finding::new(Level::Pass, "login_alerts", "login alerts are off", "")
+            }
+            LoginAlerts::NewDevice => Finding::new(
+                Level::Pass,
+                "login_alerts",
+                "accounts are emailed on a login from a new device",
+                "",
+            ),
+            LoginAlerts::Always => Finding::new(
+                Level::Pass,
+                "login_alerts",
+                "accounts are emailed on every login but the first",
+                "",
+            ),
+        });
         if prod && self.mail_from_is_default {
             out.push(Finding::new(
                 Level::Warn,
@@ -1732,6 +1756,32 @@ mod guard_tests {
             .find(|f| f.item == "smtp")
             .unwrap();
         assert_eq!(smtp.level, Level::Warn);
+    }
+
+    #[test]
+    fn login_alerts_default_to_new_devices_and_production_warns_when_they_are_off() {
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        let c = Config::from_pairs::<&str, &str>([]).unwrap();
+        assert_eq!(c.login_alerts, LoginAlerts::NewDevice);
+        let level = |value: &'static str| {
+            prod(&[
+                ("secret_key", strong),
+                ("issuer", "https://id.example.com"),
+                ("login_alerts", value),
+            ])
+            .findings()
+            .into_iter()
+            .find(|f| f.item == "login_alerts")
+            .unwrap()
+            .level
+        };
+        assert_eq!(level("off"), Level::Warn);
+        assert_eq!(level("always"), Level::Pass);
+        assert_eq!(level("NEW-DEVICE"), Level::Pass);
+        let err = Config::from_pairs([("login_alerts", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORTVAKT_LOGIN_ALERTS"), "{err}");
     }
 
     #[test]
