@@ -402,3 +402,18 @@ fn mask(address: &str) -> String {
 fn cut(text: &str) -> String {
     text.chars().take(ERROR_CHARS).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_in_a_log_line_is_masked_but_still_tells_the_domain() {
+        assert_eq!(mask("ada@example.com"), "a***@example.com");
+        assert_eq!(mask("not an address"), "***");
+        assert_eq!(
+            address_of("Ada Lovelace <ada@example.com>"),
+            "ada@example.com"
+        );
+    }
+}

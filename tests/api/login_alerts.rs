@@ -169,3 +169,46 @@ async fn a_user_agent_cannot_put_a_link_into_the_alert() {
         "the HTML part escapes it: {alert}"
     );
 }
+
+#[tokio::test]
+async fn a_login_with_a_second_factor_alerts_once_the_factor_is_given() {
+    let (app, sink) = app_with(&[]).await;
+    signup(&app, "fay@example.com").await;
+    login_from(&app, "fay@example.com", FIREFOX, "203.0.113.10").await;
+    let first = app.login_ok("fay@example.com", PASSWORD).await;
+    let (_, recovery) = crate::mfa::enable(&app, &first.access_token).await;
+    let before = alerts_after_drain(&app, &sink, 1).await.len();
+
+    let step = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("user-agent", PHONE)
+        .header("x-forwarded-for", "198.51.100.23")
+        .json(&json!({ "email": "fay@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = step.json().await.unwrap();
+    let mfa_token = body["mfa_token"]
+        .as_str()
+        .expect("the second factor is asked");
+    assert_eq!(
+        alerts_after_drain(&app, &sink, 2).await.len(),
+        before,
+        "the password alone opens no session and sends no alert"
+    );
+
+    let done = app
+        .client
+        .post(app.url("/api/v1/auth/mfa"))
+        .header("user-agent", PHONE)
+        .header("x-forwarded-for", "198.51.100.23")
+        .json(&json!({ "mfa_token": mfa_token, "code": recovery[0] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let alerts = alerts_after_drain(&app, &sink, 3).await;
+    assert_eq!(alerts.len(), before + 1, "{alerts:?}");
+    assert!(alerts.iter().any(|a| a.contains("198.51.100.23")));
+}

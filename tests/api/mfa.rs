@@ -45,7 +45,7 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::R
 }
 
 /// Enrols and confirms TOTP; returns the authenticator and the recovery codes.
-async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
+pub(crate) async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
     let r = post(app, "/api/v1/users/me/mfa/totp", token, json!({})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
