@@ -428,3 +428,40 @@ async fn sent_and_given_up_messages_are_deleted_after_their_retention_and_waitin
     );
     assert!(exists(waiting).await, "a waiting message is never pruned");
 }
+
+#[tokio::test]
+async fn a_large_backlog_of_old_mail_is_pruned_in_batches_and_nothing_newer_goes() {
+    let app = spawn_app_with(&[("mail_retention", "2s")]).await;
+    let now = portvakt::store::now_micros();
+    let day = 86_400_000_000i64;
+    // More than two batches of sent mail from yesterday, and one sent "tomorrow".
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    for i in 0..2345 {
+        let sent_at = if i == 0 { now + day } else { now - day };
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, created_at, recipient, subject, attempts, next_attempt_at, sent_at) \
+             VALUES ($1, $2, 'ada@example.com', 'old', 1, $2, $3)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(now - day)
+        .bind(sent_at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mail_outbox")
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || async { count().await == 1 }).await,
+        "{} rows left",
+        count().await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count().await, 1, "the newer message stays");
+}
