@@ -105,8 +105,12 @@ settings! {
     "mail_from" = "" : "The `From` of every email (`Portvakt <noreply@example.com>`); empty means `portvakt@<issuer host>` (`portvakt@localhost` when that is an IP address).";
     "mail_retry_initial" = "30s" : "Email: the wait after a failed delivery attempt; each further failure doubles it.";
     "mail_retry_max" = "1h" : "Email: the longest wait between delivery attempts of one message.";
-    "mail_max_attempts" = "20" : "Email: delivery attempts of one message before it is given up (recorded, with the last error, and counted in `portvakt_mail_sent_total{outcome=\"failed\"}`).";
-    "mail_templates_dir" = "" : "Directory of email templates that replace the built-in ones, file by file (`verify_email`, `password_reset`, `password_changed`, each as `.subject`, `.txt` and `.html`). Empty means the built-in templates.";
+    "mail_max_attempts" = "20" : "Email: delivery attempts of one message before it is given up (recorded, with the last error, and counted in `portvakt_mail_failed_total{reason=\"attempts\"}`). A permanent rejection (SMTP 5xx other than authentication) gives up at once.";
+    "smtp_ca_file" = "" : "PEM file of CA certificates trusted for the SMTP server's certificate in addition to the system's trust store, for an internal relay with a private CA. Empty: the system's trust store only.";
+    "mail_retention" = "7d" : "Email: sent messages stay in the outbox (recipient, subject, times; never the body) this long, then are deleted; 0 keeps them forever.";
+    "mail_failed_retention" = "30d" : "Email: messages given up stay in the outbox, with their last error, this long for operators to look into, then are deleted; 0 keeps them forever.";
+    "mail_templates_dir" = "" : "Directory of email templates that replace the built-in ones, file by file (`verify_email`, `password_reset`, `password_changed`, `new_login`, each as `.subject`, `.txt` and `.html`). Empty means the built-in templates.";
+    "login_alerts" = "new-device" : "Email the account when it logs in: `new-device` (from a user agent and network not seen in its sessions of the last 90 days; never at its first login), `always` (every login but the first), or `off`.";
     "email_verification_ttl" = "24h" : "Lifetime of an email verification token.";
     "password_reset_ttl" = "30m" : "Lifetime of a password reset token.";
     "require_verified_email" = "false" : "Refuse login (403 `email-not-verified`, after the password is checked) to accounts whose email is not verified.";
@@ -280,6 +284,28 @@ impl FromStr for ForwardedHeader {
     }
 }
 
+/// When a login is announced to the account by email (`login_alerts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAlerts {
+    /// Only from a device (user agent and network) not seen in the account's recent sessions.
+    NewDevice,
+    /// Every login but the account's first.
+    Always,
+    Off,
+}
+
+impl FromStr for LoginAlerts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "new-device" => Ok(Self::NewDevice),
+            "always" => Ok(Self::Always),
+            "off" => Ok(Self::Off),
+            _ => Err("expected `new-device`, `always` or `off`".into()),
+        }
+    }
+}
+
 /// The browser origins allowed to call the API cross-origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsOrigins {
@@ -395,6 +421,11 @@ pub struct Config {
     pub mail_retry_max: Duration,
     pub mail_max_attempts: u32,
     pub mail_templates_dir: Option<PathBuf>,
+    /// 0: sent messages are kept forever.
+    pub mail_retention: Duration,
+    /// 0: given-up messages are kept forever.
+    pub mail_failed_retention: Duration,
+    pub login_alerts: LoginAlerts,
     pub email_verification_ttl: Duration,
     pub password_reset_ttl: Duration,
     pub require_verified_email: bool,
@@ -728,11 +759,32 @@ impl Config {
             },
             None => None,
         };
+        let smtp = match (smtp, s.text("smtp_ca_file")) {
+            (Some(url), Some(file)) => match crate::mail::smtp::read_ca_file(Path::new(&file)) {
+                Ok(ca) => Some(url.with_ca(file, ca)),
+                Err(e) => {
+                    s.problems.push(format!("PORTVAKT_SMTP_CA_FILE: {e}"));
+                    None
+                }
+            },
+            // Unused without SMTP, but a broken file is reported now rather than on the day SMTP
+            // is turned on.
+            (None, Some(file)) => {
+                if let Err(e) = crate::mail::smtp::read_ca_file(Path::new(&file)) {
+                    s.problems.push(format!("PORTVAKT_SMTP_CA_FILE: {e}"));
+                }
+                None
+            }
+            (smtp, None) => smtp,
+        };
         let mail_from_text = s.text("mail_from");
         let mail_retry_initial = s.span("mail_retry_initial", Duration::from_millis(10));
         let mail_retry_max = s.span("mail_retry_max", Duration::from_millis(10));
         let mail_max_attempts = s.range::<u32>("mail_max_attempts", 1, 1000);
         let mail_templates_dir = s.text("mail_templates_dir").map(PathBuf::from);
+        let mail_retention = s.span("mail_retention", Duration::ZERO);
+        let mail_failed_retention = s.span("mail_failed_retention", Duration::ZERO);
+        let login_alerts = s.parse::<LoginAlerts>("login_alerts");
         let email_verification_ttl = s.span("email_verification_ttl", Duration::from_secs(1));
         let password_reset_ttl = s.span("password_reset_ttl", Duration::from_secs(1));
         let require_verified_email = s.parse::<bool>("require_verified_email");
@@ -926,6 +978,9 @@ impl Config {
             mail_retry_max: mail_retry_max.ok_or_else(missing)?,
             mail_max_attempts: mail_max_attempts.ok_or_else(missing)?,
             mail_templates_dir,
+            mail_retention: mail_retention.ok_or_else(missing)?,
+            mail_failed_retention: mail_failed_retention.ok_or_else(missing)?,
+            login_alerts: login_alerts.ok_or_else(missing)?,
             email_verification_ttl: email_verification_ttl.ok_or_else(missing)?,
             password_reset_ttl: password_reset_ttl.ok_or_else(missing)?,
             require_verified_email: require_verified_email.ok_or_else(missing)?,
@@ -1561,6 +1616,29 @@ impl Config {
                 "set PORTVAKT_SMTP_URL before going to production",
             )),
         }
+        out.push(match self.login_alerts {
+            LoginAlerts::Off if prod => Finding::new(
+                Level::Warn,
+                "login_alerts",
+                "login alerts are off: nobody hears of a sign-in with a stolen password",
+                "set PORTVAKT_LOGIN_ALERTS=new-device",
+            ),
+            LoginAlerts::Off => {
+                Finding::new(Level::Pass, "login_alerts", "login alerts are off", "")
+            }
+            LoginAlerts::NewDevice => Finding::new(
+                Level::Pass,
+                "login_alerts",
+                "accounts are emailed on a login from a new device",
+                "",
+            ),
+            LoginAlerts::Always => Finding::new(
+                Level::Pass,
+                "login_alerts",
+                "accounts are emailed on every login but the first",
+                "",
+            ),
+        });
         if prod && self.mail_from_is_default {
             out.push(Finding::new(
                 Level::Warn,
@@ -1765,6 +1843,32 @@ mod guard_tests {
             .find(|f| f.item == "smtp")
             .unwrap();
         assert_eq!(smtp.level, Level::Warn);
+    }
+
+    #[test]
+    fn login_alerts_default_to_new_devices_and_production_warns_when_they_are_off() {
+        let strong = "q7Xw2d9Lk3Vb8Nc1Mz5Rt6Yp0Hs4Gf7Ja2Ue9Wi3Oo8";
+        let c = Config::from_pairs::<&str, &str>([]).unwrap();
+        assert_eq!(c.login_alerts, LoginAlerts::NewDevice);
+        let level = |value: &'static str| {
+            prod(&[
+                ("secret_key", strong),
+                ("issuer", "https://id.example.com"),
+                ("login_alerts", value),
+            ])
+            .findings()
+            .into_iter()
+            .find(|f| f.item == "login_alerts")
+            .unwrap()
+            .level
+        };
+        assert_eq!(level("off"), Level::Warn);
+        assert_eq!(level("always"), Level::Pass);
+        assert_eq!(level("NEW-DEVICE"), Level::Pass);
+        let err = Config::from_pairs([("login_alerts", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORTVAKT_LOGIN_ALERTS"), "{err}");
     }
 
     #[test]

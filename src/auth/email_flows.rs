@@ -88,6 +88,7 @@ async fn request_verification(
     }
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
+        accounts::lock(&mut tx, user.id).await?;
         if recently_sent(&mut tx, user.id, VERIFY).await? {
             return Ok(());
         }
@@ -210,6 +211,7 @@ async fn send_reset(app: &AppState, email: &Email, client: &ClientInfo) -> Resul
         return Ok(());
     }
     let mut tx = app.store.begin_write().await?;
+    accounts::lock(&mut tx, user.id).await?;
     if recently_sent(&mut tx, user.id, RESET).await? {
         tracing::info!(user_id = %user.id, "password reset email sent less than a minute ago; nothing sent");
         return Ok(());
@@ -361,6 +363,9 @@ async fn spend(conn: &mut AnyConnection, hash: &str) -> Result<bool, sqlx::Error
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether a token of `purpose` went to `user` within the last minute. Callers hold the
+/// account's row lock ([`accounts::lock`]) first: on PostgreSQL two requests would otherwise
+/// both count nothing, under read committed, and both send.
 async fn recently_sent(
     conn: &mut AnyConnection,
     user: UserId,

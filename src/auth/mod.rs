@@ -5,6 +5,7 @@ pub mod amr;
 pub mod backoff;
 pub mod caller;
 pub mod email_flows;
+mod login_alert;
 pub mod mfa;
 pub mod passkeys;
 pub mod routes;

@@ -291,6 +291,7 @@ pub(super) async fn open_session(
     mfa: Option<&'static str>,
     attempt: super::backoff::Attempt,
 ) -> Result<TokenPair, AppError> {
+    super::login_alert::before_session(app, &mut tx, user, client).await?;
     let created = sessions::create(
         &mut tx,
         user,

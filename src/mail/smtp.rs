@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -31,6 +31,25 @@ pub struct SmtpUrl {
     pub security: Security,
     pub user: Option<String>,
     pub password: Option<SecretString>,
+    /// `PORTVAKT_SMTP_CA_FILE`: its path and the CA certificates trusted besides the system's.
+    pub ca: Option<(String, Certificate)>,
+}
+
+/// Reads a PEM file of CA certificates; refuses one without any, which would otherwise
+/// trust nothing more and fail only at the first delivery.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Certificate, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl fmt::Debug for SmtpUrl {
@@ -52,10 +71,13 @@ impl SmtpUrl {
         for (key, value) in url.query_pairs() {
             match (key.as_ref(), value.as_ref()) {
                 ("tls", "none") if security == Security::StartTls => security = Security::None,
-                ("tls", "starttls") if security == Security::StartTls => {}
+                // `required` is lettre's own spelling of STARTTLS-or-fail.
+                ("tls", "starttls" | "required") if security == Security::StartTls => {}
                 ("tls", _) => {
                     return Err(
-                        "`tls` may only be `starttls` or `none`, and only with smtp://".into(),
+                        "`tls` may only be `starttls` (or `required`) or `none`, and only with smtp://; \
+                         opportunistic STARTTLS is not offered, since anyone on the path could strip it"
+                            .into(),
                     );
                 }
                 (other, _) => return Err(format!("unknown parameter `{other}`")),
@@ -96,7 +118,14 @@ impl SmtpUrl {
             security,
             user,
             password,
+            ca: None,
         })
+    }
+
+    /// Trusts the CA certificates of `file` for this server, besides the system's.
+    pub fn with_ca(mut self, file: String, ca: Certificate) -> SmtpUrl {
+        self.ca = Some((file, ca));
+        self
     }
 
     /// Whether the connection is encrypted.
@@ -133,15 +162,26 @@ impl SmtpUrl {
         } else {
             ""
         };
-        format!("{scheme}://{user}{host}:{}{query}", self.port)
+        let ca = match &self.ca {
+            Some((file, _)) if self.encrypted() => format!(" (also trusting the CA in {file})"),
+            _ => String::new(),
+        };
+        format!("{scheme}://{user}{host}:{}{query}{ca}", self.port)
     }
 
     /// The transport: a small pool of connections, each checked before reuse.
     pub fn transport(&self) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+        let parameters = || {
+            let mut builder = TlsParameters::builder(self.host.clone());
+            if let Some((_, ca)) = &self.ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder.build()
+        };
         let tls = match self.security {
             Security::None => Tls::None,
-            Security::StartTls => Tls::Required(TlsParameters::new(self.host.clone())?),
-            Security::Tls => Tls::Wrapper(TlsParameters::new(self.host.clone())?),
+            Security::StartTls => Tls::Required(parameters()?),
+            Security::Tls => Tls::Wrapper(parameters()?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
             .port(self.port)
@@ -175,6 +215,9 @@ mod tests {
         assert!(SmtpUrl::parse("smtp://h?verify=no").is_err());
         assert!(SmtpUrl::parse("http://h").is_err());
         assert!(SmtpUrl::parse("smtp://user@h").is_err());
+        let u = SmtpUrl::parse("smtp://h:2525?tls=required").unwrap();
+        assert_eq!((u.security, u.port), (Security::StartTls, 2525));
+        assert!(SmtpUrl::parse("smtp://h?tls=opportunistic").is_err());
     }
 
     #[test]

@@ -150,6 +150,49 @@ pub async fn mark_failed(
     Ok(())
 }
 
+/// Rows deleted per statement when pruning: short write transactions keep logins (and,
+/// on SQLite, every other writer) flowing while a large backlog goes.
+const PRUNE_BATCH: i64 = 1000;
+
+/// Deletes messages sent before `sent_before` and messages given up before `failed_before`
+/// (`None`: keep them). Returns how many of each went.
+pub async fn prune(
+    store: &Store,
+    sent_before: Option<i64>,
+    failed_before: Option<i64>,
+) -> Result<(u64, u64), sqlx::Error> {
+    let sent = match sent_before {
+        Some(before) => delete_before(store, "sent_at", before).await?,
+        None => 0,
+    };
+    let failed = match failed_before {
+        Some(before) => delete_before(store, "failed_at", before).await?,
+        None => 0,
+    };
+    Ok((sent, failed))
+}
+
+/// Deletes, batch by batch, the rows whose `column` (a time) is before `before`.
+async fn delete_before(store: &Store, column: &str, before: i64) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM mail_outbox WHERE id IN \
+         (SELECT id FROM mail_outbox WHERE {column} < $1 LIMIT $2)"
+    );
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(before)
+            .bind(PRUNE_BATCH)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
+        total += done;
+        if done < PRUNE_BATCH.unsigned_abs() {
+            return Ok(total);
+        }
+    }
+}
+
 /// Messages neither sent nor given up, and when the earliest of them is next due (a held
 /// claim counts as due when its lease ends).
 pub async fn pending(store: &Store) -> Result<(i64, Option<i64>), sqlx::Error> {

@@ -1,7 +1,7 @@
 //! Email templates: built-in text and HTML, each file replaceable from `mail_templates_dir`.
 //!
 //! A template is three files named after it: `<name>.subject`, `<name>.txt` and `<name>.html`
-//! (names: [`VERIFY_EMAIL`], [`PASSWORD_RESET`], [`PASSWORD_CHANGED`]). A file missing from
+//! (names: [`VERIFY_EMAIL`], [`PASSWORD_RESET`], [`PASSWORD_CHANGED`], [`NEW_LOGIN`]). A file missing from
 //! the directory falls back to the built-in one. `{{key}}` is replaced by the value of `key`;
 //! in the HTML part the value is HTML-escaped first. Unknown placeholders are left as they are.
 
@@ -10,6 +10,7 @@ use std::path::Path;
 pub const VERIFY_EMAIL: &str = "verify_email";
 pub const PASSWORD_RESET: &str = "password_reset";
 pub const PASSWORD_CHANGED: &str = "password_changed";
+pub const NEW_LOGIN: &str = "new_login";
 
 /// A rendered email.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ fn builtin(name: &str, part: &str) -> &'static str {
         (PASSWORD_CHANGED, "subject") => "Your password was changed",
         (PASSWORD_CHANGED, "txt") => include_str!("templates/password_changed.txt"),
         (PASSWORD_CHANGED, "html") => include_str!("templates/password_changed.html"),
+        (NEW_LOGIN, "subject") => "New sign-in to your account",
+        (NEW_LOGIN, "txt") => include_str!("templates/new_login.txt"),
+        (NEW_LOGIN, "html") => include_str!("templates/new_login.html"),
         _ => "",
     }
 }

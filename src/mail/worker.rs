@@ -14,7 +14,7 @@ use super::Mail;
 use super::store::{self, Claimed};
 use crate::config::Config;
 use crate::store::{Store, micros_after, now_micros};
-use crate::telemetry::metrics::{MAIL_OUTBOX_DEPTH, MAIL_SENT};
+use crate::telemetry::metrics::{MAIL_FAILED, MAIL_OUTBOX_DEPTH, MAIL_PRUNED, MAIL_SENT};
 
 /// How long a claim keeps other workers off a message. Far above one SMTP conversation
 /// ([`super::smtp::SEND_TIMEOUT`], twice over), so only a worker that died loses its claim.
@@ -30,6 +30,45 @@ const RECORD_TRIES: u32 = 5;
 
 /// Errors stored in `last_error` are cut to this many characters.
 const ERROR_CHARS: usize = 500;
+
+/// How often, at most, the worker deletes messages past their retention. A shorter
+/// retention (tests, or an operator who keeps almost nothing) is honoured within half of it.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Why an attempt failed, and whether trying again could help.
+struct Failure {
+    /// For `last_error` and the log: no credentials (lettre never echoes them, and the
+    /// server's answer to AUTH carries none).
+    error: String,
+    /// The server refused this message for good (5xx): another attempt gets the same answer.
+    permanent: Option<String>,
+}
+
+impl Failure {
+    fn temporary(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: None,
+        }
+    }
+}
+
+/// Reply codes of a failed AUTH (RFC 4954 §6): permanent by their first digit, but about
+/// this instance's credentials, not about the message. Giving every message up over a wrong
+/// password would lose all mail until an operator noticed; it waits for the fix instead.
+const AUTH_CODES: &[&str] = &["530", "534", "535", "538"];
+
+fn classify(e: &lettre::transport::smtp::Error) -> Failure {
+    let error = cut(&e.to_string());
+    let permanent = match e.status() {
+        Some(code) if e.is_permanent() => {
+            let code = code.to_string();
+            (!AUTH_CODES.contains(&code.as_str())).then_some(code)
+        }
+        _ => None,
+    };
+    Failure { error, permanent }
+}
 
 enum Delivery {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -48,6 +87,9 @@ struct Worker {
     retry_initial: Duration,
     retry_max: Duration,
     max_attempts: i64,
+    /// Zero: kept forever.
+    retention: Duration,
+    failed_retention: Duration,
     /// This worker's name in `claimed_by`.
     claimer: String,
 }
@@ -77,6 +119,8 @@ pub fn spawn(
         retry_initial: config.mail_retry_initial,
         retry_max: config.mail_retry_max,
         max_attempts: i64::from(config.mail_max_attempts),
+        retention: config.mail_retention,
+        failed_retention: config.mail_failed_retention,
         claimer: uuid::Uuid::new_v4().to_string(),
     };
     Ok(tokio::spawn(worker.run(stop)))
@@ -85,7 +129,15 @@ pub fn spawn(
 impl Worker {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let wake = self.mail.waker();
+        let prune_every = self.prune_interval();
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if let Some(every) = prune_every
+                && tokio::time::Instant::now() >= next_prune
+            {
+                self.prune().await;
+                next_prune = tokio::time::Instant::now() + every;
+            }
             let mut claimed_any = false;
             while !*stop.borrow() {
                 let now = now_micros();
@@ -115,6 +167,12 @@ impl Worker {
                 }
                 Err(_) => POLL,
             };
+            let wait = match prune_every {
+                Some(_) => {
+                    wait.min(next_prune.saturating_duration_since(tokio::time::Instant::now()))
+                }
+                None => wait,
+            };
             // A due message that could not be claimed is someone else's: do not spin on it.
             let wait = if claimed_any {
                 wait
@@ -137,7 +195,7 @@ impl Worker {
             Err(e) => {
                 let error = cut(&format!("{e:#}"));
                 tracing::error!(id = %id, error = %error, "email cannot be built; given up");
-                self.give_up(&id, &error).await;
+                self.give_up(&id, &error, "unbuildable").await;
                 return;
             }
         };
@@ -146,11 +204,23 @@ impl Worker {
                 self.record_sent(&id).await;
                 metrics::counter!(MAIL_SENT, "outcome" => outcome).increment(1);
             }
-            Err(error) if message.attempts >= self.max_attempts => {
-                tracing::error!(id = %id, attempts = message.attempts, error = %error, "email could not be delivered; given up");
-                self.give_up(&id, &error).await;
+            Err(Failure {
+                error,
+                permanent: Some(code),
+            }) => {
+                // The server's answer often quotes the address; the log gets it masked (the
+                // row keeps the recipient anyway).
+                let address = address_of(&message.recipient);
+                let shown = error.replace(&address, &mask(&address));
+                tracing::error!(id = %id, attempts = message.attempts, code = %code, error = %shown, "email rejected permanently by the SMTP server; given up");
+                self.give_up(&id, &format!("rejected permanently: {error}"), "permanent")
+                    .await;
             }
-            Err(error) => {
+            Err(Failure { error, .. }) if message.attempts >= self.max_attempts => {
+                tracing::error!(id = %id, attempts = message.attempts, error = %error, "email could not be delivered; given up");
+                self.give_up(&id, &error, "attempts").await;
+            }
+            Err(Failure { error, .. }) => {
                 let wait = self.backoff(message.attempts);
                 tracing::warn!(id = %id, attempts = message.attempts, retry_in = ?wait, error = %error, "email delivery failed; will retry");
                 metrics::counter!(MAIL_SENT, "outcome" => "retry").increment(1);
@@ -197,7 +267,7 @@ impl Worker {
         id: &str,
         email: lettre::Message,
         message: &Claimed,
-    ) -> Result<&'static str, String> {
+    ) -> Result<&'static str, Failure> {
         match &self.delivery {
             Delivery::Smtp(transport) => {
                 match tokio::time::timeout(super::smtp::SEND_TIMEOUT * 2, transport.send(email))
@@ -207,8 +277,10 @@ impl Worker {
                         tracing::info!(id = %id, "email delivered");
                         Ok("sent")
                     }
-                    Ok(Err(e)) => Err(cut(&e.to_string())),
-                    Err(_) => Err("the SMTP server did not answer in time".into()),
+                    Ok(Err(e)) => Err(classify(&e)),
+                    Err(_) => Err(Failure::temporary(
+                        "the SMTP server did not answer in time".into(),
+                    )),
                 }
             }
             Delivery::Folder { dir, log_bodies } => {
@@ -217,7 +289,10 @@ impl Worker {
                 let written = crate::store::create_private_dir(dir)
                     .and_then(|()| std::fs::write(&path, bytes).map_err(Into::into));
                 if let Err(e) = written {
-                    return Err(cut(&format!("cannot write {}: {e:#}", path.display())));
+                    return Err(Failure::temporary(cut(&format!(
+                        "cannot write {}: {e:#}",
+                        path.display()
+                    ))));
                 }
                 if *log_bodies {
                     let text = message
@@ -250,8 +325,9 @@ impl Worker {
         }
     }
 
-    async fn give_up(&self, id: &str, error: &str) {
+    async fn give_up(&self, id: &str, error: &str, reason: &'static str) {
         metrics::counter!(MAIL_SENT, "outcome" => "failed").increment(1);
+        metrics::counter!(MAIL_FAILED, "reason" => reason).increment(1);
         if let Err(e) =
             store::mark_failed(&self.store, id, &self.claimer, now_micros(), error).await
         {
@@ -269,8 +345,75 @@ impl Worker {
             .saturating_mul(1u32 << doublings)
             .min(self.retry_max)
     }
+
+    /// How often to prune, or `None` when both retentions keep everything.
+    fn prune_interval(&self) -> Option<Duration> {
+        [self.retention, self.failed_retention]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .map(|d| (d / 2).clamp(Duration::from_millis(100), PRUNE_EVERY))
+            .min()
+    }
+
+    /// Deletes sent and given-up messages past their retention. Every instance may do it;
+    /// the deletes are idempotent.
+    async fn prune(&self) {
+        let now = now_micros();
+        let before =
+            |age: Duration| (!age.is_zero()).then(|| now.saturating_sub(micros_after(0, age)));
+        match store::prune(
+            &self.store,
+            before(self.retention),
+            before(self.failed_retention),
+        )
+        .await
+        {
+            Ok((sent, failed)) => {
+                if sent + failed > 0 {
+                    metrics::counter!(MAIL_PRUNED, "state" => "sent").increment(sent);
+                    metrics::counter!(MAIL_PRUNED, "state" => "failed").increment(failed);
+                    tracing::info!(sent, failed, "old email deleted from the outbox");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune the email outbox"),
+        }
+    }
+}
+
+/// The bare address of a stored `To` mailbox.
+fn address_of(recipient: &str) -> String {
+    recipient
+        .parse::<Mailbox>()
+        .map(|m| m.email.to_string())
+        .unwrap_or_else(|_| recipient.to_string())
+}
+
+/// `ada@example.com` as `a***@example.com`: enough for an operator to tell messages apart.
+fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
 }
 
 fn cut(text: &str) -> String {
     text.chars().take(ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_in_a_log_line_is_masked_but_still_tells_the_domain() {
+        assert_eq!(mask("ada@example.com"), "a***@example.com");
+        assert_eq!(mask("not an address"), "***");
+        assert_eq!(
+            address_of("Ada Lovelace <ada@example.com>"),
+            "ada@example.com"
+        );
+    }
 }

@@ -29,6 +29,8 @@ pub const LAST_BACKUP: &str = "portvakt_last_backup_timestamp_seconds";
 pub const BACKUPS: &str = "portvakt_backups_total";
 pub const MAIL_SENT: &str = "portvakt_mail_sent_total";
 pub const MAIL_OUTBOX_DEPTH: &str = "portvakt_mail_outbox_depth";
+pub const MAIL_FAILED: &str = "portvakt_mail_failed_total";
+pub const MAIL_PRUNED: &str = "portvakt_mail_pruned_total";
 
 /// Request latency buckets: most answers take well under a millisecond, password work tens
 /// of milliseconds, and the request timeout caps the tail.
@@ -135,6 +137,14 @@ fn describe() {
     describe_counter!(
         MAIL_SENT,
         "Email delivery attempts of this instance, by outcome: sent (accepted by the SMTP server), written (no SMTP: to the outbox folder), retry (failed, tried again later) or failed (given up)."
+    );
+    describe_counter!(
+        MAIL_FAILED,
+        "Emails this instance gave up, by reason: permanent (the SMTP server refused the message with a 5xx), attempts (mail_max_attempts used up) or unbuildable (the stored message cannot be read)."
+    );
+    describe_counter!(
+        MAIL_PRUNED,
+        "Emails deleted from the outbox after their retention by this instance, by state: sent or failed."
     );
     describe_gauge!(
         MAIL_OUTBOX_DEPTH,

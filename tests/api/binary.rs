@@ -316,6 +316,7 @@ fn check_json_reports_the_database_and_scores_the_configuration() {
         "signing_key",
         "admins",
         "smtp",
+        "login_alerts",
         "log_format",
         "rate_limits",
         "metrics",

@@ -357,3 +357,48 @@ async fn a_verification_request_without_its_body_is_refused() {
         StatusCode::ACCEPTED
     );
 }
+
+/// Tokens of `purpose` issued to the account of `email`.
+async fn tokens_issued(app: &TestApp, email: &str, purpose: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE u.email_key = $1 AND t.purpose = $2",
+    )
+    .bind(email)
+    .bind(purpose)
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_requests_within_the_minute_send_one_email_of_each_kind() {
+    let app = spawn_app().await;
+    let (email, pair) = app.new_user().await;
+    const AT_ONCE: usize = 12;
+
+    let resets = (0..AT_ONCE).map(|_| request_reset(&app, &email));
+    let verifications = (0..AT_ONCE).map(|_| request_verification(&app, &pair.access_token));
+    let (resets, verifications) = futures::future::join(
+        futures::future::join_all(resets),
+        futures::future::join_all(verifications),
+    )
+    .await;
+    assert!(resets.iter().all(|s| *s == StatusCode::ACCEPTED));
+    assert!(verifications.iter().all(|s| *s == StatusCode::ACCEPTED));
+
+    // Reset requests do their work after answering: give every one of them time to finish.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokens_issued(&app, &email, "password_reset").await >= 1
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(tokens_issued(&app, &email, "password_reset").await, 1);
+    assert_eq!(tokens_issued(&app, &email, "verify_email").await, 1);
+    wait_for(&app, &email, RESET_SUBJECT, 1).await;
+    wait_for(&app, &email, VERIFY_SUBJECT, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(with_subject(&app, &email, RESET_SUBJECT).len(), 1);
+    assert_eq!(with_subject(&app, &email, VERIFY_SUBJECT).len(), 1);
+}

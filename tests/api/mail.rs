@@ -19,7 +19,7 @@ const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 
 /// A Python that can `import aiosmtpd`: CI's venv, the tests' own, or one made now. The
 /// install runs under a file lock, so parallel tests (and test binaries) make it once.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
@@ -68,15 +68,22 @@ fn python() -> PathBuf {
 }
 
 /// A running aiosmtpd and the folder it delivers into.
-struct SmtpSink {
-    port: u16,
+pub(crate) struct SmtpSink {
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
+    /// Options of `tests/smtp_sink.py` (TLS, AUTH, rejected recipients).
+    args: Vec<String>,
     child: Option<tokio::process::Child>,
 }
 
 impl SmtpSink {
     /// A sink on a free port, not started yet.
-    fn new() -> SmtpSink {
+    pub(crate) fn new() -> SmtpSink {
+        SmtpSink::with_args(&[])
+    }
+
+    /// A sink with options of `tests/smtp_sink.py`, not started yet.
+    pub(crate) fn with_args(args: &[&str]) -> SmtpSink {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -84,22 +91,30 @@ impl SmtpSink {
         SmtpSink {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         }
     }
 
-    async fn started() -> SmtpSink {
+    pub(crate) async fn started() -> SmtpSink {
         let mut sink = SmtpSink::new();
         sink.start().await;
         sink
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
+    /// Failed AUTH attempts the server saw.
+    pub(crate) fn auth_failures(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("auth-failures"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
     /// Starts the server (again) on its port and waits until it listens.
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         let python = tokio::task::spawn_blocking(python).await.unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
         for _ in 0..50 {
@@ -107,6 +122,7 @@ impl SmtpSink {
                 .arg(&script)
                 .arg(self.port.to_string())
                 .arg(self.dir.path())
+                .args(&self.args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -134,7 +150,7 @@ impl SmtpSink {
     }
 
     /// Every message delivered so far, as received (headers and body).
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         let mut out: Vec<String> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -146,7 +162,7 @@ impl SmtpSink {
     }
 
     /// How many delivered messages have this subject.
-    fn count(&self, subject: &str) -> usize {
+    pub(crate) fn count(&self, subject: &str) -> usize {
         let header = format!("Subject: {subject}\r\n");
         self.messages()
             .iter()
@@ -154,7 +170,7 @@ impl SmtpSink {
             .count()
     }
 
-    async fn wait_for(&self, subject: &str) -> bool {
+    pub(crate) async fn wait_for(&self, subject: &str) -> bool {
         eventually(Duration::from_secs(20), || async {
             self.count(subject) > 0
         })
@@ -172,7 +188,7 @@ async fn app_sending_to(sink: &SmtpSink) -> TestApp {
     .await
 }
 
-fn message(subject: &str) -> Message {
+pub(crate) fn message(subject: &str) -> Message {
     Message {
         user: None,
         to: "Ada Lovelace <ada@example.com>".parse().unwrap(),
@@ -183,7 +199,7 @@ fn message(subject: &str) -> Message {
 }
 
 /// Enqueues `message` in a transaction of its own and commits it.
-async fn enqueue(app: &TestApp, message: &Message) -> String {
+pub(crate) async fn enqueue(app: &TestApp, message: &Message) -> String {
     let mut tx = app.state.store.begin_write().await.unwrap();
     let id = app.state.mail.enqueue(&mut tx, message).await.unwrap();
     tx.commit().await.unwrap();
@@ -191,7 +207,7 @@ async fn enqueue(app: &TestApp, message: &Message) -> String {
 }
 
 /// (attempts, sent_at set, body_text still stored, last_error)
-async fn row(app: &TestApp, id: &str) -> (i64, bool, bool, Option<String>) {
+pub(crate) async fn row(app: &TestApp, id: &str) -> (i64, bool, bool, Option<String>) {
     let r = sqlx::query(
         "SELECT attempts, sent_at, body_text, last_error FROM mail_outbox WHERE id = $1",
     )
