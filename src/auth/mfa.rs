@@ -187,6 +187,66 @@ pub(crate) async fn has_second_factor(
         || crate::auth::passkeys::count_of_user(conn, user).await? > 0)
 }
 
+/// Opens a change of `caller`'s second factors: locks the account row, so that two changes
+/// (say, removing the last two factors at once) see each other, and refuses a session that
+/// passed no second factor when the account has one. Otherwise a password-only session, a
+/// stolen one or one older than the factor, could swap the factor for its own and pass every
+/// MFA check from then on.
+pub(crate) async fn begin_factor_change(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+) -> Result<(), AppError> {
+    accounts::lock(&mut *conn, caller.user_id).await?;
+    if !session_passed_mfa(conn, caller).await? && has_second_factor(conn, caller.user_id).await? {
+        return Err(AppError::Refused {
+            slug: "mfa-required",
+            detail: "Changing second factors needs a session that passed one: log in again with your second factor.",
+        });
+    }
+    Ok(())
+}
+
+/// Whether the caller's session passed a second factor: at login (its token's `amr`), or
+/// since, by enrolling the account's first factor (recorded on the session only).
+async fn session_passed_mfa(conn: &mut AnyConnection, caller: &Caller) -> Result<bool, AppError> {
+    if caller.principal().mfa {
+        return Ok(true);
+    }
+    let method: Option<String> =
+        sqlx::query_scalar("SELECT mfa_method FROM sessions WHERE id = $1")
+            .bind(caller.session_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    Ok(method.is_some())
+}
+
+/// The account's first second factor was just proven by `caller`'s session (a TOTP code, a
+/// passkey created with user verification): that session now counts as multi-factor (its
+/// next refresh says so in `amr`), and every other session, opened with the password alone,
+/// ends. None of them can then change the factors, nor, if it was stolen, outlive the owner
+/// turning MFA on. Returns the sessions ended, to forget them locally after the commit.
+pub(crate) async fn first_factor_enrolled(
+    app: &AppState,
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    method: &'static str,
+) -> Result<Vec<uuid::Uuid>, AppError> {
+    sqlx::query("UPDATE sessions SET mfa_method = $1 WHERE id = $2 AND mfa_method IS NULL")
+        .bind(method)
+        .bind(caller.session_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(crate::auth::sessions::revoke_all_of_user(
+        &app.store,
+        conn,
+        caller.user_id,
+        Some(&caller.session_id),
+        "mfa_enabled",
+    )
+    .await?)
+}
+
 /// After a second factor went: with none left, MFA is off, so the recovery codes and any
 /// login waiting for a second factor go too.
 pub(crate) async fn forget_codes_without_factor(
@@ -269,6 +329,7 @@ struct Enrolment {
     request_body = EnrolRequest,
     responses(
         (status = 200, description = "The secret, its otpauth URI and QR code.", body = Enrolment),
+        (status = 403, description = "The account has a second factor (a passkey) and this session passed none (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "TOTP is already enabled (slug `mfa-already-enabled`); disable it first.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn enrol(
@@ -290,6 +351,7 @@ async fn enrol(
         .min_dimensions(200, 200)
         .build();
     let mut tx = app.store.begin_write().await?;
+    begin_factor_change(&mut tx, &caller).await?;
     if stored(&mut *tx, user.id)
         .await?
         .is_some_and(|s| s.confirmed)
@@ -345,6 +407,7 @@ struct RecoveryCodes {
     responses(
         (status = 200, description = "TOTP is on; the recovery codes, shown once.", body = RecoveryCodes),
         (status = 400, description = "Wrong code (slug `invalid-code`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The account has a second factor (a passkey) and this session passed none (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "No enrolment waits (slug `no-pending-enrolment`) or TOTP is already on (`mfa-already-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn confirm(
@@ -356,6 +419,7 @@ async fn confirm(
 ) -> Result<impl IntoResponse, AppError> {
     let user = current_user(&app, &caller).await?;
     let mut tx = app.store.begin_write().await?;
+    begin_factor_change(&mut tx, &caller).await?;
     let Some(s) = stored(&mut *tx, user.id).await? else {
         return Err(AppError::Conflict {
             slug: "no-pending-enrolment",
@@ -381,13 +445,21 @@ async fn confirm(
         tx.commit().await?;
         return Err(invalid_code());
     };
+    let first = !has_second_factor(&mut tx, user.id).await?;
     sqlx::query("UPDATE mfa_totp SET confirmed_at = $1, last_step = $2 WHERE user_id = $3")
         .bind(now_micros())
         .bind(i64::try_from(step).unwrap_or(i64::MAX))
         .bind(user.id.to_string())
         .execute(&mut *tx)
         .await?;
+    // API.md: confirmation answers ten codes, replacing any a passkey brought; the session
+    // passed a second factor if the account had one (`begin_factor_change`).
     let codes = replace_recovery_codes(&mut tx, user.id).await?;
+    let ended = if first {
+        first_factor_enrolled(&app, &mut tx, &caller, "totp").await?
+    } else {
+        Vec::new()
+    };
     announce_profile(&app, &mut tx, user.id).await?;
     let entry = Entry::new(Action::MfaTotpConfirmed)
         .actor(user.id)
@@ -396,7 +468,8 @@ async fn confirm(
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
-    tracing::info!(user_id = %user.id, "TOTP enabled");
+    app.sessions.forget(&ended);
+    tracing::info!(user_id = %user.id, ended_sessions = ended.len(), "TOTP enabled");
     Ok((
         no_store(),
         Json(RecoveryCodes {
@@ -418,7 +491,7 @@ struct PasswordRequest {
     request_body = PasswordRequest,
     responses(
         (status = 204, description = "TOTP is off."),
-        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong password (slug `wrong-password`), or this session passed no second factor (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn disable(
     State(app): State<AppState>,
@@ -436,6 +509,7 @@ async fn disable(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
+    begin_factor_change(&mut tx, &caller).await?;
     sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
         .bind(user.id.to_string())
         .execute(&mut *tx)
@@ -459,7 +533,7 @@ async fn disable(
     request_body = PasswordRequest,
     responses(
         (status = 200, description = "The new codes, shown once.", body = RecoveryCodes),
-        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong password (slug `wrong-password`), or this session passed no second factor (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The account has no second factor (slug `mfa-not-enabled`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn regenerate(
@@ -478,6 +552,7 @@ async fn regenerate(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
+    begin_factor_change(&mut tx, &caller).await?;
     if !has_second_factor(&mut tx, user.id).await? {
         return Err(AppError::Conflict {
             slug: "mfa-not-enabled",

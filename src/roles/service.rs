@@ -171,7 +171,16 @@ pub async fn set_require_mfa(
         let before = store::find(&mut tx, name.as_str())
             .await?
             .ok_or(AppError::NotFound)?;
-        super::ensure_holds(&mut tx, &actor, &before.permissions).await?;
+        // A built-in role reaches every account (`user`) or everything (`admin`): only a
+        // caller holding every permission changes its requirement. A custom role needs what
+        // it grants, so `roles:write` alone cannot open an app-only role to password-only
+        // sessions or strip `roles` from every password-only token.
+        let needed = if before.builtin {
+            super::Permission::ALL
+        } else {
+            &before.permissions[..]
+        };
+        super::ensure_holds(&mut tx, &actor, needed).await?;
         store::set_require_mfa(&mut tx, name.as_str(), require_mfa, now_micros()).await?;
         let entry = actor
             .entry(Action::RoleChanged)

@@ -229,6 +229,29 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
 }
 
 #[tokio::test]
+async fn wrong_passwords_do_not_lock_the_passkey_out() {
+    let app = spawn_app().await;
+    let (email, pair) = app.new_user().await;
+    let mut browser = Browser::open(&origin(&app)).await;
+    register(&app, &mut browser, &pair.access_token, "Key").await;
+    // Anyone who knows the address can fail password logins until they wait.
+    let mut waited = false;
+    for _ in 0..10 {
+        let r = app.login(&email, "not the password").await;
+        waited |= r.status() == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(waited, "password logins back off");
+    let (token, answer) = passwordless_answer(&app, &mut browser).await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/passkey",
+            &json!({"passkey_token": token, "credential": answer}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_tampered_answer_is_refused() {
     let app = spawn_app().await;
     let (_, pair) = app.new_user().await;

@@ -126,8 +126,10 @@ async fn the_admin_role_requiring_mfa_needs_a_second_factor_in_the_session_and_i
         list_users(&app, &later.access_token).await.status(),
         StatusCode::OK
     );
-    // A session opened with the password alone stays so, though the account has MFA now.
-    let old = refreshed(&app, &again).await;
+    // Every other session ended when MFA came on. The enrolling one proved the code, but
+    // its access token, issued before, still says password only and gets nothing from it.
+    assert_eq!(app.refresh(&again.refresh_token).await.status(), 401);
+    let old = fresh.clone();
     assert_eq!(claims(&old.access_token)["amr"], json!(["pwd"]));
     assert_eq!(claims(&old.access_token)["roles"], json!(["user"]));
     let p = problem(list_users(&app, &old.access_token).await, 403).await;
@@ -366,6 +368,14 @@ async fn roles_write_alone_cannot_switch_the_requirement_of_a_role_beyond_its_pe
         role(&app, &root.access_token, "admin").await["require_mfa"],
         false
     );
+    // Nor `user`, which grants no permission but reaches every account: built-in roles
+    // take every permission to switch.
+    let p = problem(
+        require_mfa(&app, &keeper.access_token, "user", true).await,
+        403,
+    )
+    .await;
+    assert_eq!(slug(&p), "forbidden");
     // Its own role's permissions it holds: that it may switch.
     let r = require_mfa(&app, &keeper.access_token, "role-keeper", true).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -435,14 +445,12 @@ async fn the_cli_sets_the_requirement_without_an_api_token_and_check_reports_it(
         "{mfa_roles}"
     );
 
-    // Once the admin has MFA, nobody lacks it.
-    enable(
-        &app,
-        &app.login_ok("root@example.com", PASSWORD)
-            .await
-            .access_token,
-    )
-    .await;
+    // Once the admin has MFA, nobody lacks it. (Enrolling ends its other sessions; the
+    // enrolling one's token, issued before, still says password only.)
+    let root = app.login_ok("root@example.com", PASSWORD).await;
+    enable(&app, &root.access_token).await;
+    let p = problem(list_users(&app, &root.access_token).await, 403).await;
+    assert_eq!(slug(&p), "mfa-required");
     let (_, mfa_roles) = check().await;
     assert_eq!(mfa_roles["level"], "pass", "{mfa_roles}");
 
@@ -457,4 +465,69 @@ async fn the_cli_sets_the_requirement_without_an_api_token_and_check_reports_it(
     assert!(err.contains("no role is named nobody"), "{err}");
     let (ok, _, _) = app.cli(&["role", "require-mfa", "admin"]).await;
     assert!(!ok, "one of --on and --off is required");
+}
+
+/// Turning MFA on ends every other session (password-only, perhaps stolen) and counts the
+/// enrolling one as multi-factor; a session that passed no second factor (one from before
+/// sessions recorded it) cannot swap the account's factor for its own.
+#[tokio::test]
+async fn a_password_only_session_cannot_change_the_second_factors() {
+    let app = spawn_app().await;
+    let email = "root@example.com";
+    let stolen = app.admin(email).await;
+    let own = app.login_ok(email, PASSWORD).await;
+    let (totp, codes) = enable(&app, &own.access_token).await;
+    // The other session ended with the enrolment.
+    assert_eq!(app.me(&stolen.access_token).await.status(), 401);
+    assert_eq!(app.refresh(&stolen.refresh_token).await.status(), 401);
+    // The enrolling session proved the code: its next token says so.
+    let upgraded = refreshed(&app, &own).await;
+    assert_eq!(
+        claims(&upgraded.access_token)["amr"],
+        json!(["pwd", "otp", "mfa"])
+    );
+
+    // A session that passed no second factor, as every session from before this version.
+    sqlx::query("UPDATE sessions SET mfa_method = NULL WHERE id = $1")
+        .bind(&own.session_id)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    for (path, body) in [
+        (
+            "/api/v1/users/me/mfa/totp/disable",
+            json!({"password": PASSWORD}),
+        ),
+        (
+            "/api/v1/users/me/mfa/recovery-codes",
+            json!({"password": PASSWORD}),
+        ),
+        (
+            "/api/v1/users/me/passkeys/registration",
+            json!({"password": PASSWORD}),
+        ),
+    ] {
+        let r = call(&app, Method::POST, path, &own.access_token, Some(body)).await;
+        assert_eq!(slug(&problem(r, 403).await), "mfa-required", "{path}");
+    }
+    // TOTP is still on, and the owner's codes still work.
+    let token = mfa_token(&app, email).await;
+    let r = second_step(&app, &token, &codes[0]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A session that passed the second factor may change them.
+    let token = mfa_token(&app, email).await;
+    let mfa: TokenPair = second_step(&app, &token, &code(&totp, 1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/users/me/mfa/recovery-codes",
+        &mfa.access_token,
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }

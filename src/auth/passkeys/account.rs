@@ -79,7 +79,7 @@ struct RegistrationOptions {
     request_body = PasswordRequest,
     responses(
         (status = 200, description = "Creation options for the authenticator, and the token that finishes the registration.", body = RegistrationOptions),
-        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong password (slug `wrong-password`), or the account has a second factor and this session passed none (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The account holds the most passkeys it may (20; slug `too-many-passkeys`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn start_registration(
@@ -99,6 +99,7 @@ async fn start_registration(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
+    mfa::begin_factor_change(&mut tx, &caller).await?;
     let existing = store::of_user(&mut tx, user.id).await?;
     if existing.len() >= MAX_PASSKEYS {
         return Err(too_many());
@@ -219,6 +220,7 @@ fn parse_name(name: Option<&str>) -> Result<String, AppError> {
     responses(
         (status = 201, description = "The passkey; `recovery_codes` when they were made now.", body = Registered),
         (status = 400, description = "The token is invalid, expired or used (slug `invalid-token`), the answer does not verify (slug `invalid-credential`), or the name or credential is malformed (slug `validation-failed`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The account has a second factor and this session passed none (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "That authenticator is registered already (slug `passkey-exists`), or the account holds 20 passkeys (`too-many-passkeys`).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn register(
@@ -232,14 +234,16 @@ async fn register(
     let credential: RegisterPublicKeyCredential = serde_json::from_value(req.credential)
         .map_err(|e| AppError::Invalid(vec![FieldError::new("credential", e.to_string())]))?;
     let user = current_user(&app, &caller).await?;
+    // The token is spent whatever follows.
     let mut tx = app.store.begin_write().await?;
-    let (owner, state) = store::take_ceremony::<PasskeyRegistration>(
+    let taken = store::take_ceremony::<PasskeyRegistration>(
         &mut tx,
         Kind::Register,
         &req.registration_token,
     )
-    .await?
-    .ok_or_else(invalid_token)?;
+    .await?;
+    tx.commit().await?;
+    let (owner, state) = taken.ok_or_else(invalid_token)?;
     if owner != Some(user.id) {
         return Err(invalid_token());
     }
@@ -249,8 +253,6 @@ async fn register(
     {
         Ok(p) => p,
         Err(e) => {
-            // The token is spent either way: commit its removal, then refuse.
-            tx.commit().await?;
             tracing::info!(user_id = %user.id, reason = %e, "passkey registration refused");
             return Err(AppError::BadRequest {
                 slug: "invalid-credential",
@@ -258,6 +260,8 @@ async fn register(
             });
         }
     };
+    let mut tx = app.store.begin_write().await?;
+    mfa::begin_factor_change(&mut tx, &caller).await?;
     if store::of_user(&mut tx, user.id).await?.len() >= MAX_PASSKEYS {
         return Err(too_many());
     }
@@ -276,6 +280,11 @@ async fn register(
     } else {
         None
     };
+    let ended = if had_mfa {
+        Vec::new()
+    } else {
+        mfa::first_factor_enrolled(&app, &mut tx, &caller, "webauthn").await?
+    };
     mfa::announce_profile(&app, &mut tx, user.id).await?;
     let entry = Entry::new(Action::PasskeyRegistered)
         .actor(user.id)
@@ -285,7 +294,8 @@ async fn register(
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
-    tracing::info!(user_id = %user.id, passkey_id = %id, "passkey registered");
+    app.sessions.forget(&ended);
+    tracing::info!(user_id = %user.id, passkey_id = %id, ended_sessions = ended.len(), "passkey registered");
     let stored = store::Stored {
         id,
         user_id: user.id,
@@ -336,7 +346,7 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<impl IntoRe
     request_body = PasswordRequest,
     responses(
         (status = 204, description = "Removed."),
-        (status = 403, description = "Wrong password (slug `wrong-password`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong password (slug `wrong-password`), or the account has a second factor and this session passed none (slug `mfa-required`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey on this account.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn remove(
@@ -360,6 +370,7 @@ async fn remove(
     )
     .await?;
     let mut tx = app.store.begin_write().await?;
+    mfa::begin_factor_change(&mut tx, &caller).await?;
     if !store::delete(&mut tx, user.id, id).await? {
         return Err(AppError::NotFound);
     }

@@ -168,17 +168,19 @@ async fn passwordless(
     let mut conn = app.store.pool().acquire().await?;
     let found = store::by_credential(&mut conn, raw_id).await?;
     drop(conn);
-    let Some(mut stored) = found.filter(|p| p.user_id.0 == handle) else {
+    let Some(stored) = found.filter(|p| p.user_id.0 == handle) else {
         return Err(refused("unknown_passkey", None).await?);
     };
     let Some(user) = accounts::find_by_id(app.store.pool(), stored.user_id).await? else {
         return Err(refused("unknown_passkey", None).await?);
     };
+    // Its own backoff: wrong passwords typed by anyone who knows the email must not lock
+    // the owner out of the passkey.
     let attempt = app
         .backoff
         .admit_or_refuse(
-            &user.email_key(),
-            "Too many failed logins for this account; see Retry-After.",
+            &format!("passkey:{}", user.id),
+            "Too many failed passkey logins for this account; see Retry-After.",
         )
         .await?;
     let result =
@@ -204,8 +206,13 @@ async fn passwordless(
         });
     }
     let mut tx = app.store.begin_write().await?;
-    stored.passkey.update_credential(&result);
-    store::record_use(&mut tx, stored.id, &stored.passkey, now_micros()).await?;
+    accounts::lock(&mut tx, user.id).await?;
+    if !store::record_verified_use(&mut tx, stored.id, &result, now_micros()).await? {
+        tx.rollback().await?;
+        let error = refused("counter_not_advanced", Some(user.id)).await?;
+        attempt.failed().await;
+        return Err(error);
+    }
     if !accounts::record_login(&mut tx, user.id, now_micros()).await? {
         tx.rollback().await?;
         return Err(refused("disabled_or_locked", Some(user.id)).await?);
@@ -250,7 +257,8 @@ pub async fn verify_second_factor(
 ) -> Result<bool, AppError> {
     let state: PasskeyAuthentication = serde_json::from_str(state)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("assertion state: {e}")))?;
-    let Some(mut stored) = store::by_credential(conn, credential.get_credential_id()).await? else {
+    accounts::lock(&mut *conn, user.id).await?;
+    let Some(stored) = store::by_credential(conn, credential.get_credential_id()).await? else {
         return Ok(false);
     };
     if stored.user_id != user.id {
@@ -260,11 +268,7 @@ pub async fn verify_second_factor(
         .webauthn
         .finish_passkey_authentication(credential, &state)
     {
-        Ok(result) => {
-            stored.passkey.update_credential(&result);
-            store::record_use(conn, stored.id, &stored.passkey, now_micros()).await?;
-            Ok(true)
-        }
+        Ok(result) => store::record_verified_use(conn, stored.id, &result, now_micros()).await,
         Err(e) => {
             tracing::debug!(reason = %e, "passkey assertion refused");
             Ok(false)

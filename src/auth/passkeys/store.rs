@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
-use webauthn_rs::prelude::Passkey;
+use webauthn_rs::prelude::{AuthenticationResult, Passkey};
 
 use super::CEREMONY_TTL;
 use crate::accounts::UserId;
@@ -166,20 +166,51 @@ pub async fn insert(
     Ok(done.rows_affected() == 1)
 }
 
-/// Stores the passkey after a use (its signature counter and backup state move on).
-pub async fn record_use(
+/// The signature counter stored with a passkey (0: the authenticator keeps none, as synced
+/// passkeys do). webauthn-rs keeps it private; its serialised form names it.
+fn counter_of(passkey: &Passkey) -> u64 {
+    serde_json::to_value(passkey)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/cred/counter")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .unwrap_or(0)
+}
+
+/// Records a verified use of passkey `id`, which must be read again here, under the account
+/// row lock the caller holds: webauthn-rs compared the counter with the copy taken when the
+/// ceremony started, and two uses may have raced since. An answer whose counter does not
+/// move past the stored one (a cloned authenticator, or the loser of a race) is refused with
+/// `false`; otherwise the counter and backup state move on.
+pub async fn record_verified_use(
     conn: &mut AnyConnection,
     id: Uuid,
-    passkey: &Passkey,
+    result: &AuthenticationResult,
     now: i64,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM passkeys WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(mut fresh) = row.as_ref().map(stored).transpose()? else {
+        return Ok(false);
+    };
+    let (used, kept) = (u64::from(result.counter()), counter_of(&fresh.passkey));
+    if (used != 0 || kept != 0) && used <= kept {
+        tracing::warn!(passkey_id = %id, used, kept, "passkey counter did not move forward: refused as a possible clone or replay");
+        return Ok(false);
+    }
+    fresh.passkey.update_credential(result);
     sqlx::query("UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE id = $3")
-        .bind(serde_json::to_string(passkey).map_err(|e| internal("passkey", e))?)
+        .bind(serde_json::to_string(&fresh.passkey).map_err(|e| internal("passkey", e))?)
         .bind(now)
         .bind(id.to_string())
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 pub async fn delete(conn: &mut AnyConnection, user: UserId, id: Uuid) -> Result<bool, AppError> {
