@@ -169,19 +169,19 @@ async fn verify(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetRequest {
-    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
+    /// Any text: what is not an account's address (not even an address) gets the same 202.
+    #[schema(max_length = 254, example = "ada@example.com")]
     email: String,
 }
 
 /// Ask for a password reset email.
 ///
-/// Always 202, whether or not the address has an account (nothing is sent then), and
-/// without waiting for the lookup. At most one email per account per minute.
+/// Always 202 (API.md), whether or not the text is an account's address (nothing is sent
+/// then), and without waiting for the lookup. At most one email per account per minute.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth",
     request_body = ResetRequest,
     responses(
         (status = 202, description = "If the address has an account, a reset email is on its way."),
-        (status = 400, description = "Not an email address.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn request_reset(
     _limit: AuthRateLimit,
@@ -189,8 +189,16 @@ async fn request_reset(
     client: ClientInfo,
     Json(req): Json<ResetRequest>,
 ) -> Result<StatusCode, AppError> {
-    let email = Email::parse(&req.email)
-        .map_err(|m| AppError::Invalid(vec![FieldError::new("email", m)]))?;
+    if req.email.chars().count() > 254 {
+        return Err(AppError::Invalid(vec![FieldError::new(
+            "email",
+            "is longer than 254 characters",
+        )]));
+    }
+    let Ok(email) = Email::parse(&req.email) else {
+        // No account has it: the answer every unknown address gets.
+        return Ok(StatusCode::ACCEPTED);
+    };
     // The work happens after the answer: its duration must not tell whether the address
     // has an account.
     tokio::spawn(async move {

@@ -223,28 +223,20 @@ async fn session_passed_mfa(conn: &mut AnyConnection, caller: &Caller) -> Result
 
 /// The account's first second factor was just proven by `caller`'s session (a TOTP code, a
 /// passkey created with user verification): that session now counts as multi-factor (its
-/// next refresh says so in `amr`), and every other session, opened with the password alone,
-/// ends. None of them can then change the factors, nor, if it was stolen, outlive the owner
-/// turning MFA on. Returns the sessions ended, to forget them locally after the commit.
+/// next refresh says so in `amr`). The account's other sessions stay what they were,
+/// password-only: they keep working (API.md names what ends a session), but cannot change
+/// the factors and get nothing from roles that require MFA.
 pub(crate) async fn first_factor_enrolled(
-    app: &AppState,
     conn: &mut AnyConnection,
     caller: &Caller,
     method: &'static str,
-) -> Result<Vec<uuid::Uuid>, AppError> {
+) -> Result<(), AppError> {
     sqlx::query("UPDATE sessions SET mfa_method = $1 WHERE id = $2 AND mfa_method IS NULL")
         .bind(method)
         .bind(caller.session_id.to_string())
         .execute(&mut *conn)
         .await?;
-    Ok(crate::auth::sessions::revoke_all_of_user(
-        &app.store,
-        conn,
-        caller.user_id,
-        Some(&caller.session_id),
-        "mfa_enabled",
-    )
-    .await?)
+    Ok(())
 }
 
 /// After a second factor went: with none left, MFA is off, so the recovery codes and any
@@ -350,6 +342,11 @@ async fn enrol(
         .render::<qrcode::render::svg::Color>()
         .min_dimensions(200, 200)
         .build();
+    // The markup itself, as API.md says: without the XML declaration, it can be put in a page.
+    let qr = match qr.find("<svg") {
+        Some(start) => qr[start..].to_owned(),
+        None => qr,
+    };
     let mut tx = app.store.begin_write().await?;
     begin_factor_change(&mut tx, &caller).await?;
     if stored(&mut *tx, user.id)
@@ -455,21 +452,19 @@ async fn confirm(
     // API.md: confirmation answers ten codes, replacing any a passkey brought; the session
     // passed a second factor if the account had one (`begin_factor_change`).
     let codes = replace_recovery_codes(&mut tx, user.id).await?;
-    let ended = if first {
-        first_factor_enrolled(&app, &mut tx, &caller, "totp").await?
-    } else {
-        Vec::new()
-    };
+    if first {
+        first_factor_enrolled(&mut tx, &caller, "totp").await?;
+    }
     announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::MfaTotpConfirmed)
+    let entry = Entry::new(Action::MfaEnabled)
+        .detail("method", "totp")
         .actor(user.id)
         .target("user", user.id)
         .client(&client);
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
-    app.sessions.forget(&ended);
-    tracing::info!(user_id = %user.id, ended_sessions = ended.len(), "TOTP enabled");
+    tracing::info!(user_id = %user.id, "TOTP enabled");
     Ok((
         no_store(),
         Json(RecoveryCodes {
@@ -516,7 +511,8 @@ async fn disable(
         .await?;
     forget_codes_without_factor(&mut tx, user.id).await?;
     announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::MfaTotpDisabled)
+    let entry = Entry::new(Action::MfaDisabled)
+        .detail("method", "totp")
         .actor(user.id)
         .target("user", user.id)
         .client(&client);

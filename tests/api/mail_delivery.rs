@@ -389,14 +389,23 @@ async fn sent_and_given_up_messages_are_deleted_after_their_retention_and_waitin
         }
     };
 
-    // One waiting far in the future, as after a long backoff: it must never be pruned.
-    let waiting = enqueue(&app, &message("later")).await;
+    // One waiting far in the future, as after a long backoff: it must never be pruned. Put
+    // off in the transaction that queues it, or the worker may deliver it first.
+    let mut tx = app.state.store.begin_write().await.unwrap();
+    let waiting = app
+        .state
+        .mail
+        .enqueue(&mut tx, &message("later"))
+        .await
+        .unwrap()
+        .to_string();
     sqlx::query("UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2")
         .bind(portvakt::store::now_micros() + 3_600_000_000)
         .bind(&waiting)
-        .execute(app.state.store.pool())
+        .execute(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     let sent = enqueue(&app, &message("kept-a-while")).await;
     let mut refused = message("refused");
     refused.to = "nobody@example.com".parse().unwrap();

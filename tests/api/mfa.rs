@@ -53,7 +53,12 @@ pub(crate) async fn enable(app: &TestApp, token: &str) -> (Totp, Vec<String>) {
     let uri = body["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={secret}")), "{uri}");
-    assert!(body["qr_svg"].as_str().unwrap().contains("<svg"));
+    let svg = body["qr_svg"].as_str().unwrap();
+    assert!(!svg.contains("<?xml"), "markup only");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
     let t = authenticator(secret);
     let r = post(
         app,
@@ -259,6 +264,16 @@ async fn disabling_needs_the_password_and_turns_mfa_off() {
     assert_eq!(me["mfa_enabled"], false);
     let body: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
     assert!(body["access_token"].is_string(), "{body}");
+    // Recorded under API.md's names, with the method in the details.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, details FROM audit_log WHERE action IN ('mfa_enabled', 'mfa_disabled') ORDER BY seq",
+    )
+    .fetch_all(app.state.store.pool())
+    .await
+    .unwrap();
+    let names: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(names, ["mfa_enabled", "mfa_disabled"]);
+    assert!(rows.iter().all(|(_, d)| d.contains("totp")), "{rows:?}");
 }
 
 #[tokio::test]

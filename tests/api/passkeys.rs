@@ -197,6 +197,7 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
         .await
         .unwrap();
     assert!(actions.iter().any(|a| a == "passkey_registered"));
+    assert!(actions.iter().any(|a| a == "mfa_enabled"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "passkey_login_failed"));
 
     // The export counts it; erasure takes it with the account.
@@ -426,6 +427,12 @@ async fn removing_the_last_passkey_turns_mfa_off() {
 
     let me: Value = app.me(&pair.access_token).await.json().await.unwrap();
     assert_eq!(me["mfa_enabled"], false);
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY seq")
+        .fetch_all(app.state.store.pool())
+        .await
+        .unwrap();
+    let tail: Vec<&str> = actions.iter().rev().take(2).map(String::as_str).collect();
+    assert_eq!(tail, ["passkey_removed", "mfa_disabled"]);
     // A password alone logs in again, and the recovery codes went with the last factor.
     let r = app.login(&email, PASSWORD).await;
     let body: Value = r.json().await.unwrap();

@@ -126,10 +126,8 @@ async fn the_admin_role_requiring_mfa_needs_a_second_factor_in_the_session_and_i
         list_users(&app, &later.access_token).await.status(),
         StatusCode::OK
     );
-    // Every other session ended when MFA came on. The enrolling one proved the code, but
-    // its access token, issued before, still says password only and gets nothing from it.
-    assert_eq!(app.refresh(&again.refresh_token).await.status(), 401);
-    let old = fresh.clone();
+    // A session opened with the password alone stays so, though the account has MFA now.
+    let old = refreshed(&app, &again).await;
     assert_eq!(claims(&old.access_token)["amr"], json!(["pwd"]));
     assert_eq!(claims(&old.access_token)["roles"], json!(["user"]));
     let p = problem(list_users(&app, &old.access_token).await, 403).await;
@@ -467,9 +465,9 @@ async fn the_cli_sets_the_requirement_without_an_api_token_and_check_reports_it(
     assert!(!ok, "one of --on and --off is required");
 }
 
-/// Turning MFA on ends every other session (password-only, perhaps stolen) and counts the
-/// enrolling one as multi-factor; a session that passed no second factor (one from before
-/// sessions recorded it) cannot swap the account's factor for its own.
+/// A session that passed no second factor (a stolen one, or any other opened before the
+/// owner turned MFA on) cannot swap the account's factor for its own; the session that
+/// enrolled the first factor proved it and counts as multi-factor from its next refresh.
 #[tokio::test]
 async fn a_password_only_session_cannot_change_the_second_factors() {
     let app = spawn_app().await;
@@ -477,23 +475,17 @@ async fn a_password_only_session_cannot_change_the_second_factors() {
     let stolen = app.admin(email).await;
     let own = app.login_ok(email, PASSWORD).await;
     let (totp, codes) = enable(&app, &own.access_token).await;
-    // The other session ended with the enrolment.
-    assert_eq!(app.me(&stolen.access_token).await.status(), 401);
-    assert_eq!(app.refresh(&stolen.refresh_token).await.status(), 401);
-    // The enrolling session proved the code: its next token says so.
+    // The other session lives on (API.md names what ends one), password-only.
+    assert_eq!(app.me(&stolen.access_token).await.status(), 200);
+    let stolen = refreshed(&app, &stolen).await;
+    assert_eq!(claims(&stolen.access_token)["amr"], json!(["pwd"]));
     let upgraded = refreshed(&app, &own).await;
     assert_eq!(
         claims(&upgraded.access_token)["amr"],
         json!(["pwd", "otp", "mfa"])
     );
-
-    // A session that passed no second factor, as every session from before this version.
-    sqlx::query("UPDATE sessions SET mfa_method = NULL WHERE id = $1")
-        .bind(&own.session_id)
-        .execute(app.state.store.pool())
-        .await
-        .unwrap();
     for (path, body) in [
+        ("/api/v1/users/me/mfa/totp", json!({})),
         (
             "/api/v1/users/me/mfa/totp/disable",
             json!({"password": PASSWORD}),
@@ -507,14 +499,24 @@ async fn a_password_only_session_cannot_change_the_second_factors() {
             json!({"password": PASSWORD}),
         ),
     ] {
-        let r = call(&app, Method::POST, path, &own.access_token, Some(body)).await;
+        let r = call(&app, Method::POST, path, &stolen.access_token, Some(body)).await;
         assert_eq!(slug(&problem(r, 403).await), "mfa-required", "{path}");
     }
     // TOTP is still on, and the owner's codes still work.
     let token = mfa_token(&app, email).await;
     let r = second_step(&app, &token, &codes[0]).await;
     assert_eq!(r.status(), StatusCode::OK);
-    // A session that passed the second factor may change them.
+    // Sessions that passed the second factor may change them: the enrolling one and a login
+    // with the code.
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/users/me/mfa/recovery-codes",
+        &upgraded.access_token,
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
     let token = mfa_token(&app, email).await;
     let mfa: TokenPair = second_step(&app, &token, &code(&totp, 1))
         .await
@@ -524,10 +526,10 @@ async fn a_password_only_session_cannot_change_the_second_factors() {
     let r = call(
         &app,
         Method::POST,
-        "/api/v1/users/me/mfa/recovery-codes",
+        "/api/v1/users/me/mfa/totp/disable",
         &mfa.access_token,
         Some(json!({"password": PASSWORD})),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

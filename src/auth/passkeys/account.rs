@@ -280,11 +280,16 @@ async fn register(
     } else {
         None
     };
-    let ended = if had_mfa {
-        Vec::new()
-    } else {
-        mfa::first_factor_enrolled(&app, &mut tx, &caller, "webauthn").await?
-    };
+    if !had_mfa {
+        mfa::first_factor_enrolled(&mut tx, &caller, "webauthn").await?;
+        // API.md's name for MFA coming on, as TOTP confirmation records it.
+        let entry = Entry::new(Action::MfaEnabled)
+            .detail("method", "webauthn")
+            .actor(user.id)
+            .target("user", user.id)
+            .client(&client);
+        app.audit.record(&mut tx, entry).await?;
+    }
     mfa::announce_profile(&app, &mut tx, user.id).await?;
     let entry = Entry::new(Action::PasskeyRegistered)
         .actor(user.id)
@@ -294,8 +299,7 @@ async fn register(
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
-    app.sessions.forget(&ended);
-    tracing::info!(user_id = %user.id, passkey_id = %id, ended_sessions = ended.len(), "passkey registered");
+    tracing::info!(user_id = %user.id, passkey_id = %id, "passkey registered");
     let stored = store::Stored {
         id,
         user_id: user.id,
@@ -375,6 +379,14 @@ async fn remove(
         return Err(AppError::NotFound);
     }
     mfa::forget_codes_without_factor(&mut tx, user.id).await?;
+    if !mfa::has_second_factor(&mut tx, user.id).await? {
+        let entry = Entry::new(Action::MfaDisabled)
+            .detail("method", "webauthn")
+            .actor(user.id)
+            .target("user", user.id)
+            .client(&client);
+        app.audit.record(&mut tx, entry).await?;
+    }
     mfa::announce_profile(&app, &mut tx, user.id).await?;
     let entry = Entry::new(Action::PasskeyRemoved)
         .actor(user.id)
