@@ -137,6 +137,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 async fn update_me(
     State(app): State<AppState>,
     caller: Caller,
+    client: ClientInfo,
     Json(req): Json<UpdateMeRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let Some(name) = req.name else {
@@ -144,7 +145,7 @@ async fn update_me(
     };
     let name = Name::parse(name.as_deref())
         .map_err(|m| AppError::Invalid(vec![FieldError::new("name", m)]))?;
-    let user = service::rename(&app, caller.user_id, name).await?;
+    let user = service::rename(&app, caller.user_id, name, client).await?;
     Ok((no_store(), Json(UserView::from(&user))).into_response())
 }
 

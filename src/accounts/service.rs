@@ -140,13 +140,26 @@ pub async fn load(app: &AppState, id: UserId) -> Result<User, AppError> {
     Ok(user)
 }
 
-pub async fn rename(app: &AppState, id: UserId, name: Name) -> Result<User, AppError> {
+/// Sets the caller's display name, audited as `user_updated` (API.md) naming the field, never
+/// the name itself: that is personal data, and the account row holds it.
+pub async fn rename(
+    app: &AppState,
+    id: UserId,
+    name: Name,
+    client: ClientInfo,
+) -> Result<User, AppError> {
     app.to_completion(move |app| async move {
         let mut tx = app.store.begin_write().await?;
         if !store::set_name(&mut tx, id, name.as_deref(), now_micros()).await? {
             return Err(AppError::NotFound);
         }
         changed(&app, &mut tx, id).await?;
+        let entry = Entry::new(Action::UserUpdated)
+            .actor(id)
+            .target("user", id)
+            .detail("fields", serde_json::json!(["name"]))
+            .client(&client);
+        app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         app.profiles.invalidate(id);
         Ok(())

@@ -164,6 +164,17 @@ async fn the_profile_can_be_read_and_renamed() {
         .unwrap();
     assert_eq!(renamed["name"], "Katherine Johnson");
     assert!(renamed["updated_at"].as_str().unwrap() >= me["updated_at"].as_str().unwrap());
+    // Audited as API.md's `user_updated`, naming the field and never the name.
+    let details: Vec<String> = sqlx::query_scalar(
+        "SELECT details FROM audit_log WHERE action = 'user_updated' AND target_id = $1",
+    )
+    .bind(me["id"].as_str().unwrap())
+    .fetch_all(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(details[0].contains("\"name\""), "{details:?}");
+    assert!(!details[0].contains("Katherine"), "{details:?}");
 
     let cleared: Value = app
         .send(
