@@ -98,9 +98,11 @@ pub struct IssuedClient {
     /// The secret of a confidential client, present only in the answer that issued it:
     /// portvakt keeps only its hash.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     client_secret: Option<String>,
     /// `0`, the secret does not expire (RFC 7591 §3.2.1); present with `client_secret`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     client_secret_expires_at: Option<i64>,
 }
 
