@@ -45,6 +45,9 @@ enum Command {
     /// List roles, or make one require MFA, directly in the database (no API token needed).
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Register, list and delete OpenID Connect clients directly in the database.
+    #[command(subcommand)]
+    Client(portvakt::oidc::clients::cli::ClientCommand),
     /// Check the configuration for production readiness; exits non-zero on any failure.
     Check {
         /// Print the report as JSON (`score`, counts, and `findings` with item, level,
@@ -311,6 +314,7 @@ fn main() -> ExitCode {
             Command::Role(RoleCommand::RequireMfa { name, on, .. }) => {
                 role_require_mfa(config, &name, on).await
             }
+            Command::Client(command) => client_command(config, command).await,
             Command::Check { json } => check(&config, json).await,
             Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
@@ -548,6 +552,16 @@ async fn role_require_mfa(config: Config, name: &str, on: bool) -> anyhow::Resul
     app.store.close().await;
     println!("{}", role_line(&role));
     Ok(())
+}
+
+async fn client_command(
+    config: Config,
+    command: portvakt::oidc::clients::cli::ClientCommand,
+) -> anyhow::Result<()> {
+    let app = AppState::build(config).await?;
+    let result = portvakt::oidc::clients::cli::run(&app, command).await;
+    app.store.close().await;
+    result
 }
 
 async fn delete_user(config: Config, email: &str, yes: bool) -> anyhow::Result<()> {

@@ -46,6 +46,10 @@ pub enum Action {
     EmailVerificationSent,
     EmailVerified,
     PasswordResetRequested,
+    ClientCreated,
+    ClientUpdated,
+    ClientSecretRotated,
+    ClientDeleted,
 }
 
 impl Action {
@@ -89,6 +93,10 @@ impl Action {
             Action::EmailVerificationSent => "email_verification_sent",
             Action::EmailVerified => "email_verified",
             Action::PasswordResetRequested => "password_reset_requested",
+            Action::ClientCreated => "client_created",
+            Action::ClientUpdated => "client_updated",
+            Action::ClientSecretRotated => "client_secret_rotated",
+            Action::ClientDeleted => "client_deleted",
         }
     }
 }

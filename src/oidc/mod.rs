@@ -1,5 +1,13 @@
-//! OpenID Connect provider. For now: the JWKS that publishes our token signing keys.
+//! OpenID Connect provider. For now: the JWKS that publishes our token signing keys, and the
+//! registry of clients.
 
+pub mod clients;
 pub mod routes;
 
-pub use routes::router;
+use axum::Router;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    routes::router().merge(clients::router())
+}

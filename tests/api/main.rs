@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod binary;
 mod browser;
+mod clients;
 mod deploy;
 mod email_flows;
 mod error_reports;

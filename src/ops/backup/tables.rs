@@ -68,6 +68,11 @@ pub const TABLES: &[Table] = &[
         seeded: None,
     },
     Table {
+        name: "oidc_clients",
+        order_by: "client_id",
+        seeded: None,
+    },
+    Table {
         name: "audit_log",
         order_by: "seq",
         seeded: None,
