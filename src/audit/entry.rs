@@ -46,6 +46,7 @@ pub enum Action {
     EmailVerificationSent,
     EmailVerified,
     PasswordResetRequested,
+    KeyRotated,
 }
 
 impl Action {
@@ -89,6 +90,7 @@ impl Action {
             Action::EmailVerificationSent => "email_verification_sent",
             Action::EmailVerified => "email_verified",
             Action::PasswordResetRequested => "password_reset_requested",
+            Action::KeyRotated => "key_rotated",
         }
     }
 }

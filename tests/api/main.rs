@@ -18,6 +18,7 @@ mod events;
 mod gdpr;
 mod hardening;
 mod import;
+mod keys;
 mod limits;
 mod login_alerts;
 mod mail;
