@@ -191,11 +191,11 @@ async fn signing_key(config: &Config, store: &Store) -> Finding {
             "scheduled rotation is late: is `portvakt serve` running? `portvakt keys rotate` rotates now",
         )
     };
-    let newest: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT MAX(created_at) FROM signing_keys WHERE retired_at IS NULL")
+    let oldest: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT MIN(created_at) FROM signing_keys WHERE retired_at IS NULL")
             .fetch_one(store.pool())
             .await;
-    match newest {
+    match oldest {
         Ok(Some(created)) => {
             let age = Duration::from_micros(now_micros().saturating_sub(created).max(0) as u64);
             let days = age.as_secs() / 86_400;

@@ -32,7 +32,7 @@ pub struct Rotated {
     pub deleted: u64,
 }
 
-/// When a rotation happens: always, or only when the newest active key is `interval` old.
+/// When a rotation happens: always, or only when the oldest active key is `interval` old.
 #[derive(Debug, Clone, Copy)]
 enum When {
     Now,
@@ -65,7 +65,7 @@ pub async fn rotate(
     }
 }
 
-/// The scheduled rotation: rotates when the newest active key is `interval` old (by
+/// The scheduled rotation: rotates when the oldest active key is `interval` old (made by
 /// whichever instance), else does nothing.
 pub async fn rotate_if_due(
     store: &Store,
@@ -94,6 +94,12 @@ async fn rotate_when(
     when: When,
     previous: Previous,
 ) -> Result<Option<Rotated>, AppError> {
+    // Instances waking together need not all generate keys that only one will store.
+    if let When::Due(interval) = when
+        && !due(store, interval).await?
+    {
+        return Ok(None);
+    }
     // RSA generation takes a while: outside the write transaction, so nobody waits for it.
     let generated = tokio::task::spawn_blocking(|| {
         SigningAlg::ALL
@@ -116,8 +122,8 @@ async fn rotate_when(
     .fetch_all(&mut *tx)
     .await?;
     if let When::Due(interval) = when {
-        let newest = active.iter().map(|(_, _, created)| *created).max();
-        if newest.is_some_and(|created| micros_after(created, interval) > now_micros()) {
+        let oldest = active.iter().map(|(_, _, created)| *created).min();
+        if oldest.is_some_and(|created| micros_after(created, interval) > now_micros()) {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -197,7 +203,7 @@ const TICK: Duration = Duration::from_secs(3600);
 const FIRST_RUN: Duration = Duration::from_secs(60);
 
 /// `serve`'s key housekeeping until aborted: deletes retired keys past their retention, and
-/// rotates when `interval` (not zero) has passed since the newest key was made. With several
+/// rotates when `interval` (not zero) has passed since the oldest active key was made. With several
 /// instances, the first to find a rotation due makes it; the others then find it not due.
 pub fn spawn_schedule(
     store: Store,
@@ -206,7 +212,11 @@ pub fn spawn_schedule(
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut delay = FIRST_RUN.min(interval.max(Duration::from_secs(1)));
+        let mut delay = if interval.is_zero() {
+            FIRST_RUN
+        } else {
+            FIRST_RUN.min(interval)
+        };
         loop {
             tokio::time::sleep(delay).await;
             if let Err(e) = purge(&store, &ring).await {
@@ -226,16 +236,29 @@ pub fn spawn_schedule(
     })
 }
 
+/// When the oldest active key was made: the schedule rotates when it is an interval old, so
+/// a key added later (an algorithm new in this release) does not postpone the rotation of
+/// the others.
+async fn oldest_active(store: &Store) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT MIN(created_at) FROM signing_keys WHERE retired_at IS NULL")
+        .fetch_one(store.pool())
+        .await
+}
+
+/// Whether a scheduled rotation is due, as far as a read without a lock can tell.
+async fn due(store: &Store, interval: Duration) -> Result<bool, AppError> {
+    Ok(match oldest_active(store).await? {
+        Some(created) => micros_after(created, interval) <= now_micros(),
+        None => true,
+    })
+}
+
 /// Until the next rotation is due (or the next purge), between a second and [`TICK`].
 async fn next_delay(store: &Store, interval: Duration) -> Duration {
     if interval.is_zero() {
         return TICK;
     }
-    let newest: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT MAX(created_at) FROM signing_keys WHERE retired_at IS NULL")
-            .fetch_one(store.pool())
-            .await;
-    match newest {
+    match oldest_active(store).await {
         Ok(Some(created)) => {
             let wait = micros_after(created, interval).saturating_sub(now_micros());
             Duration::from_micros(u64::try_from(wait).unwrap_or(0))
