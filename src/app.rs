@@ -21,7 +21,7 @@ use crate::audit::Audit;
 use crate::auth::backoff::BackoffRules;
 use crate::auth::{self, LoginBackoff, SessionCache, TokenService};
 use crate::config::Config;
-use crate::crypto::keys::KeyRing;
+use crate::crypto::keys::{self, KeyRing};
 use crate::crypto::password::{HashSettings, PasswordHasher};
 use crate::crypto::secret::{self, MasterKey, SecretSource};
 use crate::error::AppError;
@@ -118,7 +118,17 @@ impl AppState {
                 .context("signing the audit log's initial head")?;
         }
         let mail = Arc::new(crate::mail::Mail::new(master.clone()));
-        let keys = Arc::new(KeyRing::load_or_create(store.clone(), master.clone()).await?);
+        let keys = Arc::new(
+            KeyRing::load_or_create(
+                store.clone(),
+                master.clone(),
+                keys::retention(config.access_token_ttl),
+                config.access_token_alg,
+            )
+            .await?,
+        );
+        // Ends with the ring: a rotation elsewhere reaches this instance within a refresh.
+        keys::spawn_refresh(&keys);
 
         let hasher = PasswordHasher::start(HashSettings {
             memory_kib: config.argon2_memory_kib,
@@ -141,6 +151,7 @@ impl AppState {
             let (s, p, b) = (sessions.clone(), profiles.clone(), backoff.clone());
             let appended = audit.appended();
             let m = mail.clone();
+            let k = keys.clone();
             notify::spawn_listener(
                 config.database_url.expose_secret().to_string(),
                 Arc::new(move |event| match event {
@@ -163,11 +174,15 @@ impl AppState {
                     Invalidation::Ids { kind, .. } if kind == crate::mail::ENQUEUED_KIND => {
                         m.wake()
                     }
+                    Invalidation::Ids { kind, .. } if kind == keys::INVALIDATION_KIND => {
+                        k.changed()
+                    }
                     Invalidation::Ids { .. } => {}
                     Invalidation::Everything => {
                         s.clear();
                         p.clear();
                         m.wake();
+                        k.changed();
                         // Appends announced meanwhile were missed: read the log now.
                         appended.notify_one();
                     }
@@ -466,6 +481,12 @@ impl Application {
                 None
             }
         };
+        let key_schedule = keys::rotation::spawn_schedule(
+            store.clone(),
+            self.state.keys.clone(),
+            self.state.audit.clone(),
+            self.state.config.key_rotation_interval,
+        );
         let backups = crate::ops::backup::schedule::Schedule::from_config(&self.state.config)
             .map(|s| crate::ops::backup::schedule::spawn(store.clone(), s));
         server::serve(
@@ -495,6 +516,7 @@ impl Application {
         }
         tail.abort();
         housekeeping.abort();
+        key_schedule.abort();
         if let Some(task) = backups {
             task.abort();
         }

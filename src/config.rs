@@ -68,6 +68,8 @@ settings! {
     "password_min_length" = "8" : "Minimum password length in characters (8..=128).";
     "password_min_score" = "3" : "Minimum zxcvbn strength score (0..=4).";
     "access_token_ttl" = "15m" : "Lifetime of access tokens (e.g. `900`, `15m`).";
+    "access_token_alg" = "EdDSA" : "Signature algorithm of access tokens: `EdDSA` (Ed25519), `RS256` or `ES256`. Tokens signed before a change keep verifying until they expire.";
+    "key_rotation_interval" = "90d" : "`serve` replaces the token signing keys with new ones this often (e.g. `30d`); 0 turns scheduled rotation off (`portvakt keys rotate` rotates by hand). A retired key stays in the JWKS, and verifies, for max(access_token_ttl, 1h) plus 30s, then is deleted. With several instances, one of them rotates.";
     "refresh_token_ttl" = "30d" : "Sliding lifetime of a session: each refresh extends it by this much.";
     "cache_ttl" = "5s" : "How long an instance trusts its cached copy of a session or profile before re-reading it. Changes made on this instance (and, with PostgreSQL, on any instance) apply at once regardless; this bounds staleness only if an announcement is lost.";
     "token_cache_size" = "100000" : "Verified access tokens remembered (each is verified once, then checked against its session).";
@@ -377,6 +379,10 @@ pub struct Config {
     pub password_min_length: usize,
     pub password_min_score: u8,
     pub access_token_ttl: Duration,
+    /// The algorithm that signs access tokens.
+    pub access_token_alg: crate::crypto::keys::SigningAlg,
+    /// How often `serve` rotates the signing keys; zero: never.
+    pub key_rotation_interval: Duration,
     pub refresh_token_ttl: Duration,
     pub cache_ttl: Duration,
     pub token_cache_size: usize,
@@ -700,6 +706,15 @@ impl Config {
         let password_min_length = s.range::<usize>("password_min_length", 8, 128);
         let password_min_score = s.range::<u8>("password_min_score", 0, 4);
         let access_token_ttl = s.span("access_token_ttl", Duration::from_secs(1));
+        let access_token_alg = s.parse::<crate::crypto::keys::SigningAlg>("access_token_alg");
+        let key_rotation_interval = s.span("key_rotation_interval", Duration::ZERO);
+        if let Some(d) = key_rotation_interval
+            && !d.is_zero()
+            && d < Duration::from_secs(1)
+        {
+            s.problems
+                .push("PORTVAKT_KEY_ROTATION_INTERVAL must be 0 (off) or at least 1s".into());
+        }
         let refresh_token_ttl = s.span("refresh_token_ttl", Duration::from_secs(1));
         let cache_ttl = s.span("cache_ttl", Duration::ZERO);
         let token_cache_size = s.range::<usize>("token_cache_size", 0, 100_000_000);
@@ -935,6 +950,8 @@ impl Config {
             password_min_length: password_min_length.ok_or_else(missing)?,
             password_min_score: password_min_score.ok_or_else(missing)?,
             access_token_ttl: access_token_ttl.ok_or_else(missing)?,
+            access_token_alg: access_token_alg.ok_or_else(missing)?,
+            key_rotation_interval: key_rotation_interval.ok_or_else(missing)?,
             refresh_token_ttl: refresh_token_ttl.ok_or_else(missing)?,
             cache_ttl: cache_ttl.ok_or_else(missing)?,
             token_cache_size: token_cache_size.ok_or_else(missing)?,

@@ -48,6 +48,9 @@ enum Command {
     /// Register, list and delete OpenID Connect clients directly in the database.
     #[command(subcommand)]
     Client(portvakt::oidc::clients::cli::ClientCommand),
+    /// Rotate or list the token signing keys, directly in the database (no API token needed).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Check the configuration for production readiness; exits non-zero on any failure.
     Check {
         /// Print the report as JSON (`score`, counts, and `findings` with item, level,
@@ -185,6 +188,22 @@ enum RoleCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make new signing keys (EdDSA, RS256, ES256) that sign from now on, on every instance
+    /// (within 30 s). The previous keys keep verifying the tokens they signed until those
+    /// expire (max(access token lifetime, 1 hour) plus 30 s), then are deleted. Audited as
+    /// `key_rotated`.
+    Rotate {
+        /// A key leaked: delete the previous keys at once, so every token they signed fails
+        /// now (users log in or refresh again; refresh tokens are unaffected).
+        #[arg(long)]
+        delete_previous: bool,
+    },
+    /// List the stored keys: kid, algorithm, when made, and when a retired one is deleted.
+    List,
+}
+
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct BackupArgs {
@@ -315,6 +334,10 @@ fn main() -> ExitCode {
                 role_require_mfa(config, &name, on).await
             }
             Command::Client(command) => client_command(config, command).await,
+            Command::Keys(KeysCommand::Rotate { delete_previous }) => {
+                rotate_keys(config, delete_previous).await
+            }
+            Command::Keys(KeysCommand::List) => list_keys(config).await,
             Command::Check { json } => check(&config, json).await,
             Command::Healthcheck => portvakt::ops::healthcheck::run(&config).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(&config).await,
@@ -562,6 +585,60 @@ async fn client_command(
     let result = portvakt::oidc::clients::cli::run(&app, command).await;
     app.store.close().await;
     result
+}
+
+/// Rotates the signing keys as the operator, audited like the admin API's rotation.
+async fn rotate_keys(config: Config, delete_previous: bool) -> anyhow::Result<()> {
+    use portvakt::crypto::keys::rotation::{self, Previous};
+    use portvakt::roles::service::Actor;
+    let app = AppState::build(config).await?;
+    let previous = if delete_previous {
+        Previous::Delete
+    } else {
+        Previous::Retire
+    };
+    let entry = Actor::Operator.entry(audit::Action::KeyRotated);
+    let rotated = rotation::rotate(&app.store, &app.keys, &app.audit, entry, previous)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    println!("new signing key {}", rotated.kid);
+    match (&rotated.previous_kid, delete_previous) {
+        (Some(old), false) => println!(
+            "previous key {old} verifies its tokens until they expire ({}s), then is deleted",
+            app.keys.retention().as_secs()
+        ),
+        (Some(old), true) => println!("previous key {old} deleted: its tokens fail now"),
+        (None, _) => {}
+    }
+    Ok(())
+}
+
+async fn list_keys(config: Config) -> anyhow::Result<()> {
+    use portvakt::crypto::keys::rotation;
+    use portvakt::store::rfc3339;
+    let app = AppState::build(config).await?;
+    let keys = rotation::list(&app.store, &app.keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    app.store.close().await;
+    for k in &keys {
+        let state = match (k.retired_at, k.expires_at) {
+            (Some(retired), Some(expires)) => format!(
+                "retired {}, deleted after {}",
+                rfc3339(retired),
+                rfc3339(expires)
+            ),
+            _ => "signing".to_string(),
+        };
+        println!(
+            "{:<43}  {:<5}  made {}  {state}",
+            k.kid,
+            k.alg,
+            rfc3339(k.created_at)
+        );
+    }
+    Ok(())
 }
 
 async fn delete_user(config: Config, email: &str, yes: bool) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod delete;
+pub mod keys;
 pub mod query;
 pub mod roles;
 pub mod routes;

@@ -13,7 +13,7 @@ use crate::error::{AppError, ProblemBody};
 use crate::http::ClientInfo;
 use crate::roles::{self as permissions, Permission};
 
-use super::{audit, roles, users};
+use super::{audit, keys, roles, users};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -29,6 +29,7 @@ use super::{audit, roles, users};
     super::roles::require_mfa,
     super::roles::delete,
     super::audit::search,
+    super::keys::rotate,
 ))]
 pub struct Doc;
 
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
             put(roles::require_mfa),
         )
         .route("/api/v1/admin/audit", get(audit::search))
+        .route("/api/v1/admin/keys/rotate", post(keys::rotate))
 }
 
 /// Lifts a lockout: 204 whether or not the account was locked (the outcome is the same).

@@ -50,6 +50,7 @@ pub enum Action {
     ClientUpdated,
     ClientSecretRotated,
     ClientDeleted,
+    KeyRotated,
 }
 
 impl Action {
@@ -97,6 +98,7 @@ impl Action {
             Action::ClientUpdated => "client_updated",
             Action::ClientSecretRotated => "client_secret_rotated",
             Action::ClientDeleted => "client_deleted",
+            Action::KeyRotated => "key_rotated",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Access tokens: EdDSA-signed JWTs (RFC 7519, RFC 9068 header type) with `kid`, `iss`,
+//! Access tokens: JWTs signed EdDSA by default (`PORTVAKT_ACCESS_TOKEN_ALG`) (RFC 7519, RFC 9068 header type) with `kid`, `iss`,
 //! `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `sid`, `roles` and `amr` (RFC 8176, see `amr`).
 //!
 //! Verifying an Ed25519 signature costs about as much as serving a whole small request, so
@@ -59,6 +59,9 @@ pub struct Verified {
     /// The token's `amr`: whether the session passed a second factor.
     pub amr: Vec<String>,
     pub expires_at: i64,
+    /// The key that signed it: a deleted key (`keys rotate --delete-previous`) takes its
+    /// remembered tokens with it.
+    kid: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +89,8 @@ pub struct TokenService {
     keys: Arc<KeyRing>,
     issuer: String,
     ttl: Duration,
-    validation: Validation,
+    /// One per algorithm: jsonwebtoken wants every algorithm of a validation to suit the key.
+    validations: Vec<Validation>,
     cache: Option<Cache<[u8; 32], Arc<Verified>>>,
 }
 
@@ -110,18 +114,27 @@ impl TokenService {
         ttl: Duration,
         cache_size: usize,
     ) -> TokenService {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        // We check our own tokens with our own clock: no leeway, so an expired token is expired.
-        validation.leeway = 0;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&issuer]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        // Any of our algorithms, but only the one of the key the token names (checked in
+        // `verify`): tokens signed before a change of `PORTVAKT_ACCESS_TOKEN_ALG` keep working.
+        let validations = [Algorithm::EdDSA, Algorithm::RS256, Algorithm::ES256]
+            .into_iter()
+            .map(|alg| {
+                let mut validation = Validation::new(alg);
+                // We check our own tokens with our own clock: no leeway, so an expired token
+                // is expired.
+                validation.leeway = 0;
+                validation.validate_nbf = true;
+                validation.set_issuer(&[&issuer]);
+                validation.set_audience(&[&issuer]);
+                validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+                validation
+            })
+            .collect();
         TokenService {
             keys,
             issuer,
             ttl,
-            validation,
+            validations,
             cache: (cache_size > 0).then(|| Cache::new(cache_size)),
         }
     }
@@ -175,19 +188,16 @@ impl TokenService {
         let mut cache_key = [0u8; 32];
         cache_key.copy_from_slice(digest.as_ref());
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&cache_key)) {
-            if hit.expires_at > now_secs() {
+            if hit.expires_at > now_secs() && self.keys.knows(&hit.kid) {
                 return Ok(hit);
             }
             if let Some(c) = &self.cache {
                 c.remove(&cache_key);
             }
-            return Err(TokenError::Invalid("expired".into()));
+            return Err(TokenError::Invalid("expired or its key deleted".into()));
         }
 
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid("unexpected algorithm".into()));
-        }
         if header
             .typ
             .as_deref()
@@ -198,12 +208,21 @@ impl TokenService {
             return Err(TokenError::Invalid("not an access token".into()));
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self
+        let (alg, key) = self
             .keys
             .decoding_key(&kid)
             .await
             .ok_or(TokenError::UnknownKey)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
+        // The key decides the algorithm, never the token (RFC 8725 §3.1).
+        if header.alg != alg {
+            return Err(TokenError::Invalid("unexpected algorithm".into()));
+        }
+        let validation = self
+            .validations
+            .iter()
+            .find(|v| v.algorithms == [alg])
+            .ok_or_else(|| TokenError::Invalid("unexpected algorithm".into()))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
         if claims.client_id.is_some() {
@@ -217,6 +236,7 @@ impl TokenService {
             roles: claims.roles,
             amr: claims.amr,
             expires_at: claims.exp,
+            kid,
         });
         if let Some(c) = &self.cache {
             c.insert(cache_key, verified.clone());

@@ -17,7 +17,10 @@ pub struct Doc;
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // describes the JSON `KeyRing::jwks` builds
 struct JwkSet {
-    /// Every public key in use: `kty`, `crv`, `x`, `kid`, `alg`, `use`.
+    /// Every public key whose tokens may still be presented: the signing key of each of
+    /// `EdDSA` (`kty` `OKP`, `crv`, `x`), `RS256` (`kty` `RSA`, `n`, `e`) and `ES256` (`kty`
+    /// `EC`, `crv`, `x`, `y`), and the keys retired less than max(access token lifetime,
+    /// 1 hour) + 30 s ago; each with `kid`, `alg` and `use: sig`.
     keys: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -26,6 +29,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The public keys that verify portvakt's tokens (RFC 7517).
+///
+/// After a key rotation the new keys appear at once and the retired ones stay until every
+/// token they signed has expired. Tokens name their key in the `kid` header; refetch the set
+/// on an unknown `kid`.
 #[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2",
     responses((status = 200, description = "The JWK Set.", body = JwkSet)))]
 async fn jwks(State(app): State<AppState>) -> Response {

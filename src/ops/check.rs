@@ -15,8 +15,11 @@ use crate::store::{Store, now_micros};
 /// A database that takes longer than this to answer is reported as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A signing key older than this should be rotated.
+/// Without scheduled rotation, a signing key older than this should be rotated.
 const KEY_ROTATION_AGE: Duration = Duration::from_secs(180 * 24 * 3600);
+/// With scheduled rotation, how late it may be (an instance must run to rotate) before the
+/// check says so.
+const KEY_ROTATION_SLACK: Duration = Duration::from_secs(24 * 3600);
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -128,7 +131,7 @@ pub async fn database_findings(config: &Config) -> Vec<Finding> {
         "",
     )];
     out.push(migrations(config, &store).await);
-    out.push(signing_key(&store).await);
+    out.push(signing_key(config, &store).await);
     out.push(last_backup(config, &store).await);
     out.push(admins(config, &store).await);
     out.push(admin_role_mfa(config, &store).await);
@@ -175,21 +178,33 @@ async fn migrations(config: &Config, store: &Store) -> Finding {
     }
 }
 
-async fn signing_key(store: &Store) -> Finding {
-    let newest: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT MAX(created_at) FROM signing_keys WHERE retired_at IS NULL")
+async fn signing_key(config: &Config, store: &Store) -> Finding {
+    let interval = config.key_rotation_interval;
+    let (limit, fix) = if interval.is_zero() {
+        (
+            KEY_ROTATION_AGE,
+            "run `portvakt keys rotate`, or set PORTVAKT_KEY_ROTATION_INTERVAL (e.g. `90d`)",
+        )
+    } else {
+        (
+            interval.saturating_add(KEY_ROTATION_SLACK),
+            "scheduled rotation is late: is `portvakt serve` running? `portvakt keys rotate` rotates now",
+        )
+    };
+    let oldest: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT MIN(created_at) FROM signing_keys WHERE retired_at IS NULL")
             .fetch_one(store.pool())
             .await;
-    match newest {
+    match oldest {
         Ok(Some(created)) => {
             let age = Duration::from_micros(now_micros().saturating_sub(created).max(0) as u64);
             let days = age.as_secs() / 86_400;
-            if age > KEY_ROTATION_AGE {
+            if age > limit {
                 Finding::new(
                     Level::Warn,
                     "signing_key",
                     format!("the token signing key is {days} days old"),
-                    "rotate it (docs/operations.md, key rotation)",
+                    fix,
                 )
             } else {
                 Finding::new(

@@ -19,6 +19,7 @@ mod events;
 mod gdpr;
 mod hardening;
 mod import;
+mod keys;
 mod limits;
 mod login_alerts;
 mod mail;

@@ -47,7 +47,7 @@ const CONTRACT: &[(&str, &str, Option<u32>)] = &[
     ("get", "/api/v1/admin/clients/{client_id}", None),
     ("patch", "/api/v1/admin/clients/{client_id}", None),
     ("delete", "/api/v1/admin/clients/{client_id}", None),
-    ("post", "/api/v1/admin/keys/rotate", Some(7)),
+    ("post", "/api/v1/admin/keys/rotate", None),
     ("get", "/api/v1/events", None),
     ("get", "/.well-known/openid-configuration", Some(7)),
     ("get", "/oauth2/jwks", None),

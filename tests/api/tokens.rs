@@ -167,8 +167,15 @@ async fn unsigned_and_wrongly_signed_tokens_are_refused() {
         .json()
         .await
         .unwrap();
-    let x = jwks["keys"][0]["x"].as_str().unwrap();
     let (orig_header, _, _) = parts(&pair.access_token);
+    // The token's own key, among the keys of every algorithm.
+    let x = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == orig_header["kid"])
+        .and_then(|k| k["x"].as_str())
+        .unwrap();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = orig_header["kid"].as_str().map(str::to_string);
     hs.typ = Some("at+jwt".into());
