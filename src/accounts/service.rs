@@ -154,11 +154,8 @@ pub async fn rename(
             return Err(AppError::NotFound);
         }
         changed(&app, &mut tx, id).await?;
-        let entry = Entry::new(Action::UserUpdated)
-            .actor(id)
-            .target("user", id)
-            .detail("fields", serde_json::json!(["name"]))
-            .client(&client);
+        let entry = Entry::by_owner(Action::UserUpdated, id, &client)
+            .detail("fields", serde_json::json!(["name"]));
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         app.profiles.invalidate(id);
@@ -216,10 +213,7 @@ pub async fn change_password(
         crate::auth::email_flows::password_changed_notice(&app, &mut tx, &user, "changed by you")
             .await?;
         changed(&app, &mut tx, user.id).await?;
-        let entry = Entry::new(Action::PasswordChanged)
-            .actor(user.id)
-            .target("user", user.id)
-            .client(&client)
+        let entry = Entry::by_owner(Action::PasswordChanged, user.id, &client)
             .detail("revoked_sessions", revoked.len());
         let audit_id = app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;

@@ -152,6 +152,14 @@ impl Entry {
         }
     }
 
+    /// A successful `action` by an account's owner on their own account, from `client`.
+    pub fn by_owner(action: Action, user: UserId, client: &ClientInfo) -> Entry {
+        Entry::new(action)
+            .actor(user)
+            .target("user", user)
+            .client(client)
+    }
+
     pub fn actor(mut self, user: UserId) -> Entry {
         self.actor = Some(user);
         self

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::amr;
 use super::tokens::Verified;
 
-use crate::accounts::UserId;
+use crate::accounts::{User, UserId};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::ClientInfo;
@@ -34,6 +34,17 @@ impl Caller {
             user: self.user_id,
             mfa: amr::is_multi_factor(&self.token.amr),
         }
+    }
+
+    /// The caller's account as stored now. Erased since the token was issued: the same 401
+    /// as an ended session.
+    pub async fn account(&self, app: &AppState) -> Result<User, AppError> {
+        crate::accounts::store::find_by_id(app.store.pool(), self.user_id)
+            .await?
+            .ok_or(AppError::Unauthorized {
+                detail: "The account no longer exists.",
+                token_sent: true,
+            })
     }
 
     /// The caller as the author of an admin change.

@@ -93,10 +93,7 @@ async fn request_verification(
             return Ok(());
         }
         issue(&app, &mut tx, &user, VERIFY).await?;
-        let entry = Entry::new(Action::EmailVerificationSent)
-            .actor(user.id)
-            .target("user", user.id)
-            .client(&client);
+        let entry = Entry::by_owner(Action::EmailVerificationSent, user.id, &client);
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.id, "verification email queued");
@@ -152,10 +149,7 @@ async fn verify(
                 &[found.user.to_string()],
             )
             .await?;
-        let entry = Entry::new(Action::EmailVerified)
-            .actor(found.user)
-            .target("user", found.user)
-            .client(&client);
+        let entry = Entry::by_owner(Action::EmailVerified, found.user, &client);
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         app.profiles.invalidate(found.user);
@@ -298,10 +292,7 @@ async fn reset(
         app.store
             .announce(&mut tx, super::backoff::INVALIDATION_KIND, &[announced])
             .await?;
-        let entry = Entry::new(Action::PasswordReset)
-            .actor(user.id)
-            .target("user", user.id)
-            .client(&client)
+        let entry = Entry::by_owner(Action::PasswordReset, user.id, &client)
             .detail("via", "email")
             .detail("revoked_sessions", revoked.len());
         let audit_id = app.audit.record(&mut tx, entry).await?;

@@ -240,13 +240,13 @@ pub(crate) async fn first_factor_enrolled(
 }
 
 /// After a second factor went: with none left, MFA is off, so the recovery codes and any
-/// login waiting for a second factor go too.
+/// login waiting for a second factor go too. Returns whether MFA went off.
 pub(crate) async fn forget_codes_without_factor(
     conn: &mut AnyConnection,
     user: UserId,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     if has_second_factor(&mut *conn, user).await? {
-        return Ok(());
+        return Ok(false);
     }
     for table in ["mfa_challenges", "mfa_recovery_codes"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -256,7 +256,7 @@ pub(crate) async fn forget_codes_without_factor(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Forgets the cached profile everywhere (`mfa_enabled` changed).
@@ -292,15 +292,6 @@ pub async fn totp_enabled(conn: &mut AnyConnection, user: UserId) -> Result<bool
     Ok(stored(conn, user).await?.is_some_and(|s| s.confirmed))
 }
 
-async fn current_user(app: &AppState, caller: &Caller) -> Result<User, AppError> {
-    accounts::find_by_id(app.store.pool(), caller.user_id)
-        .await?
-        .ok_or(AppError::Unauthorized {
-            detail: "The account no longer exists.",
-            token_sent: true,
-        })
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolRequest {}
@@ -330,7 +321,7 @@ async fn enrol(
     client: ClientInfo,
     Json(_): Json<EnrolRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     let secret = Secret::generate();
     let bytes = secret.as_bytes().to_vec();
     let t = totp(bytes.clone(), &user.email, &issuer(&app))?;
@@ -368,10 +359,7 @@ async fn enrol(
         .bind(now_micros())
         .execute(&mut *tx)
         .await?;
-    let entry = Entry::new(Action::MfaTotpEnrolled)
-        .actor(user.id)
-        .target("user", user.id)
-        .client(&client);
+    let entry = Entry::by_owner(Action::MfaTotpEnrolled, user.id, &client);
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     Ok((
@@ -414,7 +402,7 @@ async fn confirm(
     client: ClientInfo,
     Json(req): Json<CodeRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     let mut tx = app.store.begin_write().await?;
     begin_factor_change(&mut tx, &caller).await?;
     let Some(s) = stored(&mut *tx, user.id).await? else {
@@ -433,11 +421,7 @@ async fn confirm(
     let Some(step) = t.check_current(req.code.trim()) else {
         tx.rollback().await?;
         let mut tx = app.store.begin_write().await?;
-        let entry = Entry::new(Action::MfaTotpConfirmFailed)
-            .actor(user.id)
-            .target("user", user.id)
-            .failure()
-            .client(&client);
+        let entry = Entry::by_owner(Action::MfaTotpConfirmFailed, user.id, &client).failure();
         app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
         return Err(invalid_code());
@@ -456,11 +440,7 @@ async fn confirm(
         first_factor_enrolled(&mut tx, &caller, "totp").await?;
     }
     announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::MfaEnabled)
-        .detail("method", "totp")
-        .actor(user.id)
-        .target("user", user.id)
-        .client(&client);
+    let entry = Entry::by_owner(Action::MfaEnabled, user.id, &client).detail("method", "totp");
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
@@ -473,10 +453,11 @@ async fn confirm(
     ))
 }
 
+/// A change that re-checks the password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordRequest {
-    password: String,
+pub(crate) struct PasswordRequest {
+    pub(crate) password: String,
 }
 
 /// Turn TOTP off, after re-checking the password. Without a passkey left, MFA is off and the
@@ -494,7 +475,7 @@ async fn disable(
     client: ClientInfo,
     Json(req): Json<PasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     account_service::reauthenticate(
         &app,
         &user,
@@ -511,11 +492,7 @@ async fn disable(
         .await?;
     forget_codes_without_factor(&mut tx, user.id).await?;
     announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::MfaDisabled)
-        .detail("method", "totp")
-        .actor(user.id)
-        .target("user", user.id)
-        .client(&client);
+    let entry = Entry::by_owner(Action::MfaDisabled, user.id, &client).detail("method", "totp");
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
@@ -538,7 +515,7 @@ async fn regenerate(
     client: ClientInfo,
     Json(req): Json<PasswordRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     account_service::reauthenticate(
         &app,
         &user,
@@ -557,10 +534,7 @@ async fn regenerate(
         });
     }
     let codes = replace_recovery_codes(&mut tx, user.id).await?;
-    let entry = Entry::new(Action::RecoveryCodesRegenerated)
-        .actor(user.id)
-        .target("user", user.id)
-        .client(&client);
+    let entry = Entry::by_owner(Action::RecoveryCodesRegenerated, user.id, &client);
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     Ok((

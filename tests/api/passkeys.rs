@@ -19,6 +19,26 @@ fn origin(app: &TestApp) -> String {
     app.base.replace("127.0.0.1", "localhost")
 }
 
+/// Finishes a passwordless login with `answer` for the ceremony `token` names.
+async fn passwordless(app: &TestApp, token: &Value, answer: &Value) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/auth/passkey",
+        &json!({"passkey_token": token, "credential": answer}),
+    )
+    .await
+}
+
+/// Starts a passkey registration with the right password.
+async fn start_registration(app: &TestApp, token: &str) -> reqwest::Response {
+    post(
+        app,
+        "/api/v1/users/me/passkeys/registration",
+        token,
+        json!({"password": PASSWORD}),
+    )
+    .await
+}
+
 /// Registers a passkey on the account of `token`; returns the registration response body.
 async fn register(app: &TestApp, browser: &mut Browser, token: &str, name: &str) -> Value {
     let r = post(
@@ -92,13 +112,7 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
     .await;
     assert_eq!(slug(&problem(r, 403).await), "wrong-password");
 
-    let r = post(
-        &app,
-        "/api/v1/users/me/passkeys/registration",
-        &pair.access_token,
-        json!({"password": PASSWORD}),
-    )
-    .await;
+    let r = start_registration(&app, &pair.access_token).await;
     let start: Value = r.json().await.unwrap();
     let public_key = &start["options"]["publicKey"];
     assert_eq!(public_key["rp"]["id"], "localhost");
@@ -144,12 +158,7 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
     assert_eq!(me["mfa_enabled"], true);
 
     let (token, answer) = passwordless_answer(&app, &mut browser).await;
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let session: TokenPair = r.json().await.unwrap();
@@ -162,23 +171,13 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
     );
 
     // Neither the token nor the answer is good twice.
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(slug(&problem(r, 400).await), "invalid-token");
     let r = app
         .post_json("/api/v1/auth/passkey/options", &json!({}))
         .await;
     let fresh: Value = r.json().await.unwrap();
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": fresh["passkey_token"], "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(fresh["passkey_token"]), &answer).await;
     assert_eq!(slug(&problem(r, 401).await), "invalid-credentials");
 
     // The list shows it, used now.
@@ -220,12 +219,7 @@ async fn a_passkey_registers_and_logs_in_without_a_password() {
         .unwrap();
     assert_eq!(left, 0);
     let (token, answer) = passwordless_answer(&app, &mut browser).await;
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(slug(&problem(r, 401).await), "invalid-credentials");
 }
 
@@ -243,12 +237,7 @@ async fn wrong_passwords_do_not_lock_the_passkey_out() {
     }
     assert!(waited, "password logins back off");
     let (token, answer) = passwordless_answer(&app, &mut browser).await;
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -262,12 +251,7 @@ async fn a_tampered_answer_is_refused() {
     let (token, mut answer) = passwordless_answer(&app, &mut browser).await;
     // Another signature: a valid base64url value that signs nothing.
     answer["response"]["signature"] = json!("MEUCIQDx");
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(slug(&problem(r, 401).await), "invalid-credentials");
 
     // Not an assertion at all: 400 naming the field, nothing spent but the token.
@@ -285,12 +269,7 @@ async fn a_tampered_answer_is_refused() {
     assert_eq!(p["errors"][0]["field"], "credential", "{p}");
 
     // An unknown token.
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": "nope", "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!("nope"), &answer).await;
     assert_eq!(slug(&problem(r, 400).await), "invalid-token");
 }
 
@@ -447,12 +426,7 @@ async fn removing_the_last_passkey_turns_mfa_off() {
     assert_eq!(left, 0);
     // The passkey no longer logs in.
     let (token, answer) = passwordless_answer(&app, &mut browser).await;
-    let r = app
-        .post_json(
-            "/api/v1/auth/passkey",
-            &json!({"passkey_token": token, "credential": answer}),
-        )
-        .await;
+    let r = passwordless(&app, &json!(token), &answer).await;
     assert_eq!(slug(&problem(r, 401).await), "invalid-credentials");
 }
 
@@ -463,13 +437,7 @@ async fn ceremony_tokens_belong_to_their_ceremony_and_account() {
     let (email, pair) = app.new_user().await;
     let (_, other) = app.new_user().await;
 
-    let r = post(
-        &app,
-        "/api/v1/users/me/passkeys/registration",
-        &pair.access_token,
-        json!({"password": PASSWORD}),
-    )
-    .await;
+    let r = start_registration(&app, &pair.access_token).await;
     let start: Value = r.json().await.unwrap();
     let fake = json!({
         "id": "AAAA", "rawId": "AAAA", "type": "public-key",
@@ -498,13 +466,7 @@ async fn ceremony_tokens_belong_to_their_ceremony_and_account() {
     .await;
     assert_eq!(slug(&problem(r, 400).await), "invalid-token");
     // An answer that is not an attestation.
-    let r = post(
-        &app,
-        "/api/v1/users/me/passkeys/registration",
-        &pair.access_token,
-        json!({"password": PASSWORD}),
-    )
-    .await;
+    let r = start_registration(&app, &pair.access_token).await;
     let start: Value = r.json().await.unwrap();
     let r = post(
         &app,

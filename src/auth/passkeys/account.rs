@@ -13,11 +13,11 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use super::store::{self, Kind};
 use crate::accounts::routes::no_store;
-use crate::accounts::{User, service as account_service, store as accounts};
+use crate::accounts::service as account_service;
 use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::auth::Caller;
-use crate::auth::mfa;
+use crate::auth::mfa::{self, PasswordRequest};
 use crate::error::{AppError, FieldError, ProblemBody};
 use crate::http::{AuthRateLimit, ClientInfo, Json};
 use crate::store::{now_micros, rfc3339};
@@ -40,21 +40,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/users/me/passkeys", post(register).get(list))
         .route("/api/v1/users/me/passkeys/{id}", delete(remove))
-}
-
-async fn current_user(app: &AppState, caller: &Caller) -> Result<User, AppError> {
-    accounts::find_by_id(app.store.pool(), caller.user_id)
-        .await?
-        .ok_or(AppError::Unauthorized {
-            detail: "The account no longer exists.",
-            token_sent: true,
-        })
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct PasswordRequest {
-    password: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -89,7 +74,7 @@ async fn start_registration(
     client: ClientInfo,
     Json(req): Json<PasswordRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     account_service::reauthenticate(
         &app,
         &user,
@@ -233,7 +218,7 @@ async fn register(
     let name = parse_name(req.name.as_deref())?;
     let credential: RegisterPublicKeyCredential = serde_json::from_value(req.credential)
         .map_err(|e| AppError::Invalid(vec![FieldError::new("credential", e.to_string())]))?;
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     // The token is spent whatever follows.
     let mut tx = app.store.begin_write().await?;
     let taken = store::take_ceremony::<PasskeyRegistration>(
@@ -262,11 +247,11 @@ async fn register(
     };
     let mut tx = app.store.begin_write().await?;
     mfa::begin_factor_change(&mut tx, &caller).await?;
-    if store::of_user(&mut tx, user.id).await?.len() >= MAX_PASSKEYS {
+    let held = store::count_of_user(&mut tx, user.id).await?;
+    if held >= MAX_PASSKEYS as i64 {
         return Err(too_many());
     }
-    let had_mfa = mfa::totp_enabled(&mut tx, user.id).await?
-        || store::count_of_user(&mut tx, user.id).await? > 0;
+    let had_mfa = held > 0 || mfa::totp_enabled(&mut tx, user.id).await?;
     let id = Uuid::now_v7();
     let now = now_micros();
     if !store::insert(&mut tx, id, user.id, &name, &passkey, now).await? {
@@ -283,19 +268,13 @@ async fn register(
     if !had_mfa {
         mfa::first_factor_enrolled(&mut tx, &caller, "webauthn").await?;
         // API.md's name for MFA coming on, as TOTP confirmation records it.
-        let entry = Entry::new(Action::MfaEnabled)
-            .detail("method", "webauthn")
-            .actor(user.id)
-            .target("user", user.id)
-            .client(&client);
+        let entry =
+            Entry::by_owner(Action::MfaEnabled, user.id, &client).detail("method", "webauthn");
         app.audit.record(&mut tx, entry).await?;
     }
     mfa::announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::PasskeyRegistered)
-        .actor(user.id)
-        .target("user", user.id)
-        .detail("passkey_id", id.to_string())
-        .client(&client);
+    let entry = Entry::by_owner(Action::PasskeyRegistered, user.id, &client)
+        .detail("passkey_id", id.to_string());
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
@@ -364,7 +343,7 @@ async fn remove(
         .ok()
         .and_then(|Path(id)| Uuid::parse_str(&id).ok())
         .ok_or(AppError::NotFound)?;
-    let user = current_user(&app, &caller).await?;
+    let user = caller.account(&app).await?;
     account_service::reauthenticate(
         &app,
         &user,
@@ -378,21 +357,14 @@ async fn remove(
     if !store::delete(&mut tx, user.id, id).await? {
         return Err(AppError::NotFound);
     }
-    mfa::forget_codes_without_factor(&mut tx, user.id).await?;
-    if !mfa::has_second_factor(&mut tx, user.id).await? {
-        let entry = Entry::new(Action::MfaDisabled)
-            .detail("method", "webauthn")
-            .actor(user.id)
-            .target("user", user.id)
-            .client(&client);
+    if mfa::forget_codes_without_factor(&mut tx, user.id).await? {
+        let entry =
+            Entry::by_owner(Action::MfaDisabled, user.id, &client).detail("method", "webauthn");
         app.audit.record(&mut tx, entry).await?;
     }
     mfa::announce_profile(&app, &mut tx, user.id).await?;
-    let entry = Entry::new(Action::PasskeyRemoved)
-        .actor(user.id)
-        .target("user", user.id)
-        .detail("passkey_id", id.to_string())
-        .client(&client);
+    let entry = Entry::by_owner(Action::PasskeyRemoved, user.id, &client)
+        .detail("passkey_id", id.to_string());
     app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     app.profiles.invalidate(user.id);
