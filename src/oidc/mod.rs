@@ -1,11 +1,12 @@
 //! OpenID Connect provider: the JWKS that publishes our token signing keys, the registry of
-//! clients, and the authorization endpoint with its login, second-factor and consent pages.
+//! clients, and the authorization endpoint with its login, second-factor and consent pages, and RP-initiated logout.
 
 pub mod authorize;
 pub mod browser;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod logout;
 pub mod pages;
 pub mod request;
 pub mod routes;
@@ -18,4 +19,5 @@ pub fn router() -> Router<AppState> {
     routes::router()
         .merge(clients::router())
         .merge(authorize::router())
+        .merge(logout::router())
 }

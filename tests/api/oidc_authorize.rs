@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TokenPair, spawn_app};
 use crate::oidc_flow::{
     Browser, authorize_path, consent_if_asked, hidden, redirect_params, redirect_target,
     register_client, sign_in,
@@ -20,18 +20,21 @@ struct World {
     admin: String,
     client_id: String,
     email: String,
+    /// An API session of the same user.
+    api: TokenPair,
 }
 
 async fn world() -> World {
     let app = spawn_app().await;
     let admin = app.admin("admin@example.com").await.access_token;
     let client = register_client(&app, &admin, confidential()).await;
-    let (email, _) = app.new_user().await;
+    let (email, api) = app.new_user().await;
     World {
         client_id: client["client_id"].as_str().unwrap().to_owned(),
         app,
         admin,
         email,
+        api,
     }
 }
 
@@ -437,4 +440,289 @@ async fn max_age_zero_and_prompt_login_ask_for_the_password_again() {
         ))
         .await;
     assert_eq!(redirect_params(&none)["error"], "login_required");
+}
+
+#[tokio::test]
+async fn an_account_with_totp_passes_the_second_factor_page() {
+    let w = world().await;
+    let (_totp, recovery) = crate::mfa::enable(&w.app, &w.api.access_token).await;
+    let mut browser = Browser::new(&w.app);
+    let login = browser
+        .get(&authorize_path(&w.client_id, CALLBACK, &[]))
+        .await;
+    let html = page(login, StatusCode::OK).await;
+    let mfa = browser
+        .submit(
+            &html,
+            "/oauth2/login",
+            &[("email", &w.email), ("password", PASSWORD)],
+        )
+        .await;
+    let html = page(mfa, StatusCode::OK).await;
+    assert!(html.contains("<label for=\"code\">Authentication code</label>"));
+    assert!(html.contains(">Verify</button>"));
+    assert!(browser.cookie("portvakt_session").is_none(), "not yet");
+
+    let wrong = browser
+        .submit(&html, "/oauth2/mfa", &[("code", "not-a-code")])
+        .await;
+    let html = page(wrong, StatusCode::UNAUTHORIZED).await;
+    assert!(html.contains("action=\"/oauth2/mfa\""));
+
+    let consent = browser
+        .submit(&html, "/oauth2/mfa", &[("code", &recovery[0])])
+        .await;
+    let done = consent_if_asked(&mut browser, consent).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert!(redirect_params(&done).contains_key("code"));
+    let mfa: Option<String> =
+        sqlx::query_scalar("SELECT mfa_method FROM sessions WHERE browser_token_hash IS NOT NULL")
+            .fetch_one(w.app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(mfa.as_deref(), Some("recovery_code"));
+}
+
+async fn session_ids(app: &TestApp, token: &str) -> Vec<String> {
+    let r = app
+        .send(app.authed(reqwest::Method::GET, "/api/v1/users/me/sessions", token))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_then_ends_the_browser_session_only() {
+    let w = world().await;
+    let mut browser = Browser::new(&w.app);
+    let done = sign_in(
+        &mut browser,
+        &w.client_id,
+        CALLBACK,
+        &[],
+        &w.email,
+        PASSWORD,
+    )
+    .await;
+    assert!(redirect_params(&done).contains_key("code"));
+    let before = session_ids(&w.app, &w.api.access_token).await;
+    assert_eq!(before.len(), 2, "the API session and the browser session");
+
+    let ask = browser
+        .get(&format!(
+            "/oauth2/logout?client_id={}&post_logout_redirect_uri={AFTER_LOGOUT}&state=bye",
+            w.client_id
+        ))
+        .await;
+    let html = page(ask, StatusCode::OK).await;
+    assert!(html.contains("action=\"/oauth2/logout\""));
+    assert_eq!(
+        session_ids(&w.app, &w.api.access_token).await.len(),
+        2,
+        "not yet"
+    );
+
+    let out = browser.submit(&html, "/oauth2/logout", &[]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(redirect_target(&out), AFTER_LOGOUT);
+    assert_eq!(redirect_params(&out)["state"], "bye");
+    assert!(
+        browser.cookie("portvakt_session").is_none(),
+        "cookie cleared"
+    );
+    let after = session_ids(&w.app, &w.api.access_token).await;
+    assert_eq!(after.len(), 1, "only the API session is left");
+    assert!(before.contains(&after[0]));
+
+    let none = browser
+        .get(&authorize_path(
+            &w.client_id,
+            CALLBACK,
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(redirect_params(&none)["error"], "login_required");
+}
+
+/// An ID token for `sid`, signed with our RS256 key, expired an hour ago.
+fn id_token(app: &TestApp, user: &str, client: &str, sid: &str) -> String {
+    let key = app
+        .state
+        .keys
+        .signer_for(portvakt::crypto::keys::SigningAlg::RS256)
+        .unwrap();
+    let mut header = jsonwebtoken::Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": app.state.config.issuer, "sub": user, "aud": client, "sid": sid,
+        "iat": now - 7200, "exp": now - 3600,
+    });
+    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+}
+
+#[tokio::test]
+async fn logout_with_an_expired_id_token_hint_ends_its_session_and_grants_at_once() {
+    let w = world().await;
+    let mut browser = Browser::new(&w.app);
+    let done = sign_in(
+        &mut browser,
+        &w.client_id,
+        CALLBACK,
+        &[],
+        &w.email,
+        PASSWORD,
+    )
+    .await;
+    assert!(redirect_params(&done).contains_key("code"));
+    let me: Value = w.app.me(&w.api.access_token).await.json().await.unwrap();
+    let user = me["id"].as_str().unwrap();
+    let browser_sid = session_ids(&w.app, &w.api.access_token)
+        .await
+        .into_iter()
+        .find(|s| *s != w.api.session_id)
+        .unwrap();
+    // A grant of the client, child of the browser session (what the token endpoint creates).
+    let grant = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, client_id, parent_id) SELECT $1, user_id, created_at, last_seen_at, expires_at, $2, id FROM sessions WHERE id = $3",
+    )
+    .bind(&grant)
+    .bind(&w.client_id)
+    .bind(&browser_sid)
+    .execute(w.app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 3);
+
+    let hint = id_token(&w.app, user, &w.client_id, &browser_sid);
+    // Another browser (the RP's back channel, say): the hint's sid names the session.
+    let mut elsewhere = Browser::new(&w.app);
+    let wrong_uri = elsewhere
+        .get(&format!(
+            "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri=https://app.example.com/elsewhere"
+        ))
+        .await;
+    page(wrong_uri, StatusCode::BAD_REQUEST).await;
+    let forged = elsewhere
+        .get(&format!(
+            "/oauth2/logout?id_token_hint={}x",
+            &hint[..hint.len() - 2]
+        ))
+        .await;
+    page(forged, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        session_ids(&w.app, &w.api.access_token).await.len(),
+        3,
+        "nothing ended"
+    );
+
+    let out = elsewhere
+        .get(&format!(
+            "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri={AFTER_LOGOUT}&state=s1"
+        ))
+        .await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(redirect_target(&out), AFTER_LOGOUT);
+    assert_eq!(redirect_params(&out)["state"], "s1");
+    assert_eq!(
+        session_ids(&w.app, &w.api.access_token).await,
+        vec![w.api.session_id.clone()],
+        "the browser session and its grant ended; the API session did not"
+    );
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'logout' AND target_id = $1",
+    )
+    .bind(&browser_sid)
+    .fetch_one(w.app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(audit, 1);
+}
+
+#[tokio::test]
+async fn an_unregistered_post_logout_redirect_uri_is_refused() {
+    let w = world().await;
+    let mut browser = Browser::new(&w.app);
+    let done = sign_in(
+        &mut browser,
+        &w.client_id,
+        CALLBACK,
+        &[],
+        &w.email,
+        PASSWORD,
+    )
+    .await;
+    assert!(redirect_params(&done).contains_key("code"));
+    for query in [
+        format!(
+            "client_id={}&post_logout_redirect_uri={CALLBACK}",
+            w.client_id
+        ),
+        format!("post_logout_redirect_uri={AFTER_LOGOUT}"),
+    ] {
+        let r = browser.get(&format!("/oauth2/logout?{query}")).await;
+        page(r, StatusCode::BAD_REQUEST).await;
+    }
+    assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_export_lists_consents_and_erasure_removes_them() {
+    let w = world().await;
+    let mut browser = Browser::new(&w.app);
+    let done = sign_in(
+        &mut browser,
+        &w.client_id,
+        CALLBACK,
+        &[("scope", "openid email")],
+        &w.email,
+        PASSWORD,
+    )
+    .await;
+    assert!(redirect_params(&done).contains_key("code"));
+    let export: Value = w
+        .app
+        .send(w.app.authed(
+            reqwest::Method::GET,
+            "/api/v1/users/me/export",
+            &w.api.access_token,
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let consents = export["oidc_consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0]["client_id"], w.client_id.as_str());
+    assert_eq!(consents[0]["scope"], "openid email");
+    assert!(consents[0]["granted_at"].as_str().unwrap().ends_with('Z'));
+
+    let erased = w
+        .app
+        .send(
+            w.app
+                .authed(
+                    reqwest::Method::POST,
+                    "/api/v1/users/me/erase",
+                    &w.api.access_token,
+                )
+                .json(&json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(erased.status(), StatusCode::NO_CONTENT);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_consents")
+        .fetch_one(w.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }
