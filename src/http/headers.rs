@@ -89,6 +89,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pages_own_csp_stays() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        map.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'"),
+        );
+        SecurityHeaders::new(Duration::ZERO).apply(&mut map, false);
+        assert_eq!(map[header::CONTENT_SECURITY_POLICY], "default-src 'none'");
+    }
+
+    #[test]
     fn plain_http_gets_no_hsts_and_a_handlers_cache_policy_stays() {
         let h = SecurityHeaders::new(Duration::from_secs(10));
         let mut map = HeaderMap::new();
