@@ -23,9 +23,10 @@ use super::pages::{self, Page, PageError, PageResult};
 use super::request::{self, AuthRequest, Refusal, ReplyTo, Untrusted};
 use crate::accounts::Email;
 use crate::app::AppState;
+use crate::audit::{Action, Entry};
 use crate::auth::mfa;
 use crate::auth::service::{self, Checked, Verified};
-use crate::auth::sessions::LiveSession;
+use crate::auth::sessions::{self, LiveSession};
 use crate::error::AppError;
 use crate::http::{AuthRateLimit, ClientInfo};
 use crate::store::now_micros;
@@ -216,6 +217,11 @@ async fn issue(
     let mut tx = app.store.begin_write().await?;
     if consented {
         consents::grant(&mut tx, session.user_id, &client_id.to_string(), &req.scope).await?;
+        let entry = Entry::new(Action::ConsentGranted)
+            .actor(session.user_id)
+            .target("client", client_id)
+            .detail("scope", req.scope.as_str());
+        app.audit.record(&mut tx, entry).await?;
     }
     let code = codes::issue(
         &mut tx,
@@ -445,6 +451,7 @@ async fn logged_in(
     verified: Verified,
 ) -> PageResult {
     let (user, mfa) = (verified.user, verified.mfa);
+    let previous = browser::session(app, headers).await?;
     let (cookie_hash, cookie) = browser::new_session_cookie(app);
     let created = service::open_browser_session(
         app,
@@ -454,6 +461,9 @@ async fn logged_in(
         app.config.oidc_session_ttl,
     )
     .await?;
+    if let Some(previous) = previous {
+        replace(app, &previous, user, created.session_id).await?;
+    }
     let session = LiveSession {
         id: created.session_id,
         user_id: user,
@@ -475,6 +485,24 @@ async fn logged_in(
     )
     .await
     .map(|page| page.cookie(cookie))
+}
+
+/// Ends the browser session a new login in the same browser replaces. The same user's grants
+/// move to the new session (logging out there ends them); another user's end with it.
+async fn replace(
+    app: &AppState,
+    previous: &LiveSession,
+    user: crate::accounts::UserId,
+    new: uuid::Uuid,
+) -> Result<(), PageError> {
+    let mut tx = app.store.begin_write().await?;
+    if previous.user_id == user {
+        sessions::adopt_children(&mut tx, previous.id, new).await?;
+    }
+    let ended = sessions::revoke_family(&app.store, &mut tx, previous.id, "replaced").await?;
+    tx.commit().await?;
+    app.sessions.forget(&ended);
+    Ok(())
 }
 
 fn mfa_form(

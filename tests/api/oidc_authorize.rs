@@ -430,6 +430,11 @@ async fn max_age_zero_and_prompt_login_ask_for_the_password_again() {
             .await;
         let done = consent_if_asked(&mut browser, done).await;
         assert!(redirect_params(&done).contains_key("code"), "{extra:?}");
+        assert_eq!(
+            session_ids(&w.app, &w.api.access_token).await.len(),
+            2,
+            "the new browser session replaced the old one"
+        );
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let none = browser
@@ -706,6 +711,14 @@ async fn the_export_lists_consents_and_erasure_removes_them() {
     assert_eq!(consents[0]["client_id"], w.client_id.as_str());
     assert_eq!(consents[0]["scope"], "openid email");
     assert!(consents[0]["granted_at"].as_str().unwrap().ends_with('Z'));
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'consent_granted' AND target_id = $1",
+    )
+    .bind(&w.client_id)
+    .fetch_one(w.app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
 
     let erased = w
         .app
