@@ -6,6 +6,7 @@ pub mod browser;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod login;
 pub mod logout;
 pub mod pages;
 pub mod request;
@@ -19,5 +20,6 @@ pub fn router() -> Router<AppState> {
     routes::router()
         .merge(clients::router())
         .merge(authorize::router())
+        .merge(login::router())
         .merge(logout::router())
 }
