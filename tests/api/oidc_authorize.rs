@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, TokenPair, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TokenPair, spawn_app_with};
 use crate::oidc_flow::{
     Browser, authorize_path, consent_if_asked, hidden, redirect_params, redirect_target,
     register_client, sign_in,
@@ -25,7 +25,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let app = spawn_app().await;
+    world_with(&[]).await
+}
+
+async fn world_with(settings: &[(&str, &str)]) -> World {
+    let app = spawn_app_with(settings).await;
     let admin = app.admin("admin@example.com").await.access_token;
     let client = register_client(&app, &admin, confidential()).await;
     let (email, api) = app.new_user().await;
@@ -738,4 +742,88 @@ async fn the_export_lists_consents_and_erasure_removes_them() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_login_page_has_the_api_logins_backoff_and_audit() {
+    let w = world_with(&[
+        ("login_backoff_after", "1"),
+        ("login_backoff_initial", "15m"),
+    ])
+    .await;
+    let mut browser = Browser::new(&w.app);
+    let login = browser
+        .get(&authorize_path(&w.client_id, CALLBACK, &[]))
+        .await;
+    let html = page(login, StatusCode::OK).await;
+    let wrong = browser
+        .submit(
+            &html,
+            "/oauth2/login",
+            &[("email", &w.email), ("password", "not the password at all")],
+        )
+        .await;
+    let html = page(wrong, StatusCode::UNAUTHORIZED).await;
+    let waiting = browser
+        .submit(
+            &html,
+            "/oauth2/login",
+            &[("email", &w.email), ("password", PASSWORD)],
+        )
+        .await;
+    let retry: u64 = waiting.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 60, "{retry}");
+    let html = page(waiting, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(html.contains("action=\"/oauth2/login\""));
+    assert!(browser.cookie("portvakt_session").is_none());
+    let failed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'")
+            .fetch_one(w.app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(failed, 1, "the refused attempt is not a new failure");
+}
+
+#[tokio::test]
+async fn the_login_form_has_the_per_route_rate_limit() {
+    let w = world_with(&[
+        ("auth_rate_limit_per_minute", "1"),
+        ("auth_rate_limit_burst", "2"),
+    ])
+    .await;
+    let mut browser = Browser::new(&w.app);
+    let login = browser
+        .get(&authorize_path(&w.client_id, CALLBACK, &[]))
+        .await;
+    let html = page(login, StatusCode::OK).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = browser
+            .submit(
+                &html,
+                "/oauth2/login",
+                &[
+                    ("email", "nobody@example.com"),
+                    ("password", "whatever it is"),
+                ],
+            )
+            .await;
+        statuses.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+            page(r, StatusCode::TOO_MANY_REQUESTS).await;
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
 }
