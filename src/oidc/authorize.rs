@@ -87,7 +87,7 @@ async fn authorize_get(
 /// Start an OpenID Connect authorization with the parameters in a form body (OIDC Core
 /// §3.1.2.1 allows POST); otherwise as the GET.
 #[utoipa::path(post, path = "/oauth2/authorize", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The parameters of the GET, form-encoded."),
+    request_body(content = AuthorizeForm, content_type = "application/x-www-form-urlencoded", description = "The parameters of the GET, form-encoded."),
     responses(
         (status = 200, description = "The login or consent page.", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client with `code` (or `error`), `state` and `iss`."),
@@ -340,7 +340,7 @@ pub(super) async fn from_form(
 /// The consent form's submission: `decision` `allow` or `deny` (with `request` and `csrf`).
 /// Deny sends `access_denied` to the client.
 #[utoipa::path(post, path = "/oauth2/consent", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`request`, `csrf`, `decision` (`allow` or `deny`)."),
+    request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded", description = "The consent page's form."),
     responses(
         (status = 200, description = "The login page, when the browser's session ended meanwhile.", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client with `code` (or `error=access_denied`), `state` and `iss`."),
@@ -403,4 +403,32 @@ async fn stylesheet() -> Response {
         pages::STYLESHEET,
     )
         .into_response()
+}
+
+/// The parameters of an authorization request (OIDC Core §3.1.2.1) as a form body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form `start` reads
+struct AuthorizeForm {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    max_age: Option<String>,
+}
+
+/// The consent page's form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form `consent_submitted` reads
+struct ConsentForm {
+    /// The pending request's id (hidden field).
+    request: String,
+    /// The page's CSRF token (hidden field).
+    csrf: String,
+    /// `allow` or `deny`.
+    decision: String,
 }

@@ -46,7 +46,7 @@ const WRONG_CREDENTIALS: &str = "The email or password is not right.";
 /// Wrong credentials give the form again (401) with one message for every reason; the same
 /// per-email backoff and per-route rate limit as `/api/v1/auth/login` apply.
 #[utoipa::path(post, path = "/oauth2/login", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`request`, `csrf`, `email`, `password`."),
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded", description = "The login page's form."),
     responses(
         (status = 200, description = "The second-factor or consent page.", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client with `code` (or `error`), `state` and `iss`."),
@@ -219,7 +219,7 @@ fn mfa_form(
 /// The second-factor form's submission (`code`: TOTP or a recovery code, with `request`,
 /// `csrf` and `challenge`). Passkeys are not offered on these pages.
 #[utoipa::path(post, path = "/oauth2/mfa", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`request`, `csrf`, `challenge`, `code`."),
+    request_body(content = MfaForm, content_type = "application/x-www-form-urlencoded", description = "The second-factor page's form."),
     responses(
         (status = 200, description = "The consent page.", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client with `code` (or `error`), `state` and `iss`."),
@@ -292,4 +292,30 @@ async fn mfa_submitted(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The login page's form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form `login_submitted` reads
+struct LoginForm {
+    /// The pending request's id (hidden field).
+    request: String,
+    /// The page's CSRF token (hidden field).
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+/// The second-factor page's form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form `mfa_submitted` reads
+struct MfaForm {
+    /// The pending request's id (hidden field).
+    request: String,
+    /// The page's CSRF token (hidden field).
+    csrf: String,
+    /// The login's second-factor challenge (hidden field).
+    challenge: String,
+    /// A TOTP code or a recovery code.
+    code: String,
 }

@@ -97,7 +97,7 @@ async fn verify_hint(app: &AppState, token: &str) -> Option<Hint> {
     responses(
         (status = 200, description = "The confirmation form, or the signed-out page.", content_type = "text/html", body = String),
         (status = 303, description = "Signed out: back to `post_logout_redirect_uri` with `state`."),
-        (status = 400, description = "An invalid hint, an unknown client, or an unregistered `post_logout_redirect_uri`: an error page.", content_type = "text/html", body = String),
+        (status = 400, description = "A query that is not form-encoded, an invalid hint, an unknown client, or an unregistered `post_logout_redirect_uri`: an error page.", content_type = "text/html", body = String),
     ))]
 async fn logout_get(
     State(app): State<AppState>,
@@ -105,7 +105,9 @@ async fn logout_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let fields = fields(query.unwrap_or_default().as_bytes());
+    let Some(fields) = fields(query.unwrap_or_default().as_bytes()) else {
+        return not_a_form();
+    };
     logout(&app, &client_info, &headers, &fields, false)
         .await
         .into_response()
@@ -113,11 +115,11 @@ async fn logout_get(
 
 /// End the browser session, with the parameters (or the confirmation form's fields) in a form body.
 #[utoipa::path(post, path = "/oauth2/logout", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The parameters of the GET, or the confirmation form (`csrf`, `confirm=yes`, and those parameters)."),
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded", description = "The parameters of the GET, or the confirmation form (`csrf`, `confirm=yes`, and those parameters)."),
     responses(
         (status = 200, description = "The confirmation form, or the signed-out page.", content_type = "text/html", body = String),
         (status = 303, description = "Signed out: back to `post_logout_redirect_uri` with `state`."),
-        (status = 400, description = "An invalid hint, an unknown client, or an unregistered `post_logout_redirect_uri`: an error page.", content_type = "text/html", body = String),
+        (status = 400, description = "An empty or not form-encoded body, an invalid hint, an unknown client, or an unregistered `post_logout_redirect_uri`: an error page.", content_type = "text/html", body = String),
         (status = 403, description = "A confirmation whose CSRF token does not match.", content_type = "text/html", body = String),
     ))]
 async fn logout_post(
@@ -126,20 +128,35 @@ async fn logout_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = fields(&body);
+    // Without parameters, GET is the way; an empty POST is most likely not a form at all.
+    let Some(fields) = fields(&body).filter(|f| !f.is_empty()) else {
+        return not_a_form();
+    };
     logout(&app, &client_info, &headers, &fields, true)
         .await
         .into_response()
 }
 
-fn fields(raw: &[u8]) -> HashMap<String, String> {
+fn not_a_form() -> Response {
+    PageError::bad_request("The request is not form-encoded.").into_response()
+}
+
+/// The form's fields (the first value of each), or `None` when `raw` is not form-encoded (a
+/// part without `=`).
+fn fields(raw: &[u8]) -> Option<HashMap<String, String>> {
+    if raw
+        .split(|b| *b == b'&')
+        .any(|part| !part.is_empty() && !part.contains(&b'='))
+    {
+        return None;
+    }
     let mut fields = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw) {
         fields
             .entry(k.into_owned())
             .or_insert_with(|| v.into_owned());
     }
-    fields
+    Some(fields)
 }
 
 #[tracing::instrument(skip_all)]
@@ -279,4 +296,18 @@ async fn end(
     app.sessions.forget(&ended);
     tracing::info!(user_id = %session.user_id, session_id = %session.id, ended = ended.len(), %audit_id, "browser session ended");
     Ok(())
+}
+
+/// The logout parameters, or the confirmation form, as a form body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form `logout` reads
+struct LogoutForm {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    /// The confirmation form's CSRF token.
+    csrf: Option<String>,
+    /// `yes` on the confirmation form.
+    confirm: Option<String>,
 }
