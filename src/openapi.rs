@@ -51,6 +51,9 @@ pub fn document() -> Document {
     doc.merge(crate::events::routes::Doc::openapi());
     doc.merge(crate::oidc::routes::Doc::openapi());
     doc.merge(crate::oidc::clients::routes::Doc::openapi());
+    doc.merge(crate::oidc::authorize::Doc::openapi());
+    doc.merge(crate::oidc::login::Doc::openapi());
+    doc.merge(crate::oidc::logout::Doc::openapi());
     doc.merge(crate::ops::routes::Doc::openapi());
     describe_itself(&mut doc);
     if let Some(components) = doc.components.as_mut() {
