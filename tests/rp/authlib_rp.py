@@ -19,10 +19,15 @@ import argparse
 import json
 import secrets
 import sys
+import warnings
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
+
+# Authlib 1.9 announces on import that it will move to httpx2; httpx 0.28 is what it uses now.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.core import CodeIDToken
