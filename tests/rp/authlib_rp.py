@@ -23,9 +23,11 @@ import warnings
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import authlib.deprecate
 import httpx
 
 # Authlib 1.9 announces on import that it will move to httpx2; httpx 0.28 is what it uses now.
+# (Set after importing authlib.deprecate, whose own "always" filter would come first.)
 warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 from authlib.common.errors import AuthlibBaseError
