@@ -23,7 +23,7 @@ import warnings
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-import authlib.deprecate
+import authlib.deprecate  # noqa: F401 (installs its warning filter first)
 import httpx
 
 # Authlib 1.9 announces on import that it will move to httpx2; httpx 0.28 is what it uses now.
