@@ -203,6 +203,7 @@ async fn rotate(
         presented.expose_secret(),
         app.config.refresh_token_ttl,
         client,
+        None,
     )
     .await?
     {
@@ -211,6 +212,7 @@ async fn rotate(
             session_id,
             refresh_token,
             mfa_method,
+            ..
         } => {
             // The session's login decides, not the account's current MFA: enrolling TOTP
             // does not make a password-only session multi-factor.

@@ -163,26 +163,190 @@ pub async fn create(
     mfa_method: Option<&str>,
     ttl: Duration,
 ) -> Result<Created, sqlx::Error> {
+    let created = create_with(
+        conn,
+        &NewSession {
+            user,
+            ip,
+            user_agent,
+            mfa_method,
+            ttl,
+            ..NewSession::api(user, ip)
+        },
+    )
+    .await?;
+    Ok(Created {
+        session_id: created.session_id,
+        refresh_token: created.refresh_token.unwrap_or_default(),
+    })
+}
+
+/// Every kind of session: an API login's, a browser's on our OIDC pages (with a cookie, no
+/// refresh token), and a client's grant (a child of the browser session that authorized it).
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub user: UserId,
+    pub ip: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub mfa_method: Option<&'a str>,
+    pub ttl: Duration,
+    /// The OIDC client whose grant this is; `None` for the user's own sessions.
+    pub client_id: Option<&'a str>,
+    /// The browser session that authorized the grant.
+    pub parent_id: Option<Uuid>,
+    pub scope: Option<&'a str>,
+    /// When the user last authenticated, in microseconds; `None`: now.
+    pub auth_time: Option<i64>,
+    /// SHA-256 hex of a browser session's cookie.
+    pub browser_token_hash: Option<&'a str>,
+    /// Whether the session gets a refresh token.
+    pub refresh: bool,
+}
+
+impl<'a> NewSession<'a> {
+    /// An API session with a refresh token; override fields for the other kinds.
+    pub fn api(user: UserId, ip: &'a str) -> NewSession<'a> {
+        NewSession {
+            user,
+            ip,
+            user_agent: None,
+            mfa_method: None,
+            ttl: Duration::from_secs(0),
+            client_id: None,
+            parent_id: None,
+            scope: None,
+            auth_time: None,
+            browser_token_hash: None,
+            refresh: true,
+        }
+    }
+}
+
+/// A new session of any kind, and its first refresh token if it gets one.
+pub struct CreatedWith {
+    pub session_id: Uuid,
+    pub refresh_token: Option<String>,
+    pub auth_time: i64,
+}
+
+pub async fn create_with(
+    conn: &mut AnyConnection,
+    new: &NewSession<'_>,
+) -> Result<CreatedWith, sqlx::Error> {
     let session_id = Uuid::now_v7();
     let now = now_micros();
+    let auth_time = new.auth_time.unwrap_or(now);
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent, mfa_method) VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent, mfa_method, client_id, parent_id, scope, auth_time, browser_token_hash) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(session_id.to_string())
-    .bind(user.to_string())
+    .bind(new.user.to_string())
     .bind(now)
-    .bind(micros_after(now, ttl))
-    .bind(ip)
-    .bind(user_agent)
-    .bind(mfa_method)
+    .bind(micros_after(now, new.ttl))
+    .bind(new.ip)
+    .bind(new.user_agent)
+    .bind(new.mfa_method)
+    .bind(new.client_id)
+    .bind(new.parent_id.map(|p| p.to_string()))
+    .bind(new.scope)
+    .bind(auth_time)
+    .bind(new.browser_token_hash)
     .execute(&mut *conn)
     .await?;
-    let refresh_token = new_token();
-    insert_refresh_token(conn, session_id, &refresh_token, now).await?;
-    Ok(Created {
+    let refresh_token = if new.refresh {
+        let token = new_token();
+        insert_refresh_token(conn, session_id, &token, now).await?;
+        Some(token)
+    } else {
+        None
+    };
+    Ok(CreatedWith {
         session_id,
         refresh_token,
+        auth_time,
     })
+}
+
+/// A live session as the OIDC endpoints need it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub mfa_method: Option<String>,
+    pub client_id: Option<String>,
+    pub parent_id: Option<Uuid>,
+    pub scope: Option<String>,
+    /// Microseconds; sessions from before OIDC have none and count from their creation.
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+/// The session, if it is alive (not revoked, not expired), read from the database now.
+pub async fn find_live(
+    conn: &mut AnyConnection,
+    session: Uuid,
+) -> Result<Option<LiveSession>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, user_id, mfa_method, client_id, parent_id, scope, COALESCE(auth_time, created_at) AS auth_time, expires_at FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(session.to_string())
+    .bind(now_micros())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(live_session).transpose()
+}
+
+/// The live browser session whose cookie hashes to `cookie_hash`.
+pub async fn find_browser(
+    conn: &mut AnyConnection,
+    cookie_hash: &str,
+) -> Result<Option<LiveSession>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, user_id, mfa_method, client_id, parent_id, scope, COALESCE(auth_time, created_at) AS auth_time, expires_at FROM sessions WHERE browser_token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(cookie_hash)
+    .bind(now_micros())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(live_session).transpose()
+}
+
+fn live_session(r: &sqlx::any::AnyRow) -> Result<LiveSession, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let id: String = r.try_get("id")?;
+    let user: String = r.try_get("user_id")?;
+    let parent: Option<String> = r.try_get("parent_id")?;
+    Ok(LiveSession {
+        id: Uuid::parse_str(&id).map_err(|e| decode(e.to_string()))?,
+        user_id: UserId::parse(&user).ok_or_else(|| decode("user id".into()))?,
+        mfa_method: r.try_get("mfa_method")?,
+        client_id: r.try_get("client_id")?,
+        parent_id: parent.as_deref().and_then(|p| Uuid::parse_str(p).ok()),
+        scope: r.try_get("scope")?,
+        auth_time: r.try_get("auth_time")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+/// Revokes a session and every grant it authorized (its children). Returns the sessions
+/// revoked; the caller commits, then passes them to [`SessionCache::forget`].
+pub async fn revoke_family(
+    store: &Store,
+    conn: &mut AnyConnection,
+    session: Uuid,
+    reason: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE (id = $3 OR parent_id = $3) AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(now_micros())
+    .bind(reason)
+    .bind(session.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    announce(store, conn, &ids).await?;
+    Ok(ids)
 }
 
 async fn insert_refresh_token(
@@ -212,6 +376,11 @@ pub enum Rotation {
         refresh_token: String,
         /// The second factor of the session's login, as [`create`] stored it.
         mfa_method: Option<String>,
+        /// For a client's grant: its scope, the browser session that authorized it, and when
+        /// the user authenticated there (microseconds).
+        scope: Option<String>,
+        parent_id: Option<Uuid>,
+        auth_time: i64,
     },
     /// Unknown token, or its session has ended.
     Rejected,
@@ -228,29 +397,38 @@ pub enum Rotation {
 /// find it used and, as with any reuse, end the session. A reuse that ends a session is
 /// recorded in the audit log by the same transaction; its actor is the session's owner, whose
 /// credential was presented, and `client` is who presented it.
+///
+/// `holder` is the OIDC client presenting the token (`None`: the API): a token is only
+/// accepted from the holder of its session, and one presented by anyone else is rejected
+/// without touching the session.
 pub async fn rotate(
     store: &Store,
     audit: &Audit,
     presented: &str,
     ttl: Duration,
     client: &ClientInfo,
+    holder: Option<&str>,
 ) -> Result<Rotation, sqlx::Error> {
     let hash = token_hash(presented);
     let now = now_micros();
     let mut tx = store.begin_write().await?;
-    let claimed: Option<String> =
-        sqlx::query_scalar("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL RETURNING session_id")
-            .bind(now)
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let claimed: Option<String> = sqlx::query_scalar(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE ($3 IS NULL AND client_id IS NULL) OR client_id = $3) RETURNING session_id",
+    )
+    .bind(now)
+    .bind(&hash)
+    .bind(holder)
+    .fetch_optional(&mut *tx)
+    .await?;
 
     let Some(session_id) = claimed else {
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(&hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND session_id IN (SELECT id FROM sessions WHERE ($2 IS NULL AND client_id IS NULL) OR client_id = $2)",
+        )
+        .bind(&hash)
+        .bind(holder)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(session_id) = owner.and_then(|s| Uuid::parse_str(&s).ok()) else {
             return Ok(Rotation::Rejected);
         };
@@ -278,18 +456,21 @@ pub async fn rotate(
     let session_id = Uuid::parse_str(&session_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
     // Extend the session only if it is still live; the same statement that checks also
     // writes, so a revocation committing concurrently cannot be missed.
-    let live: Option<(String, Option<String>)> = sqlx::query_as(
-        "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id, mfa_method",
+    type Live = (String, Option<String>, Option<String>, Option<String>, i64);
+    let live: Option<Live> = sqlx::query_as(
+        "UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id, mfa_method, scope, parent_id, COALESCE(auth_time, created_at)",
     )
     .bind(now)
     .bind(micros_after(now, ttl))
     .bind(session_id.to_string())
     .fetch_optional(&mut *tx)
     .await?;
-    let (user, mfa_method) = live.unzip();
-    let mfa_method = mfa_method.flatten();
-    let Some(user_id) = user.as_deref().and_then(UserId::parse) else {
+    let Some((user, mfa_method, scope, parent_id, auth_time)) = live else {
         // Keep the token marked used; the session is over either way.
+        tx.commit().await?;
+        return Ok(Rotation::Rejected);
+    };
+    let Some(user_id) = UserId::parse(&user) else {
         tx.commit().await?;
         return Ok(Rotation::Rejected);
     };
@@ -301,6 +482,9 @@ pub async fn rotate(
         session_id,
         refresh_token,
         mfa_method,
+        scope,
+        parent_id: parent_id.as_deref().and_then(|p| Uuid::parse_str(p).ok()),
+        auth_time,
     })
 }
 

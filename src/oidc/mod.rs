@@ -2,6 +2,7 @@
 //! registry of clients.
 
 pub mod clients;
+pub mod codes;
 pub mod routes;
 
 use axum::Router;

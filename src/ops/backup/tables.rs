@@ -38,6 +38,21 @@ pub const TABLES: &[Table] = &[
         seeded: None,
     },
     Table {
+        name: "oidc_clients",
+        order_by: "client_id",
+        seeded: None,
+    },
+    Table {
+        name: "oidc_consents",
+        order_by: "user_id, client_id",
+        seeded: None,
+    },
+    Table {
+        name: "oidc_revoked_tokens",
+        order_by: "jti",
+        seeded: None,
+    },
+    Table {
         name: "sessions",
         order_by: "id",
         seeded: None,
@@ -65,11 +80,6 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "passkeys",
         order_by: "id",
-        seeded: None,
-    },
-    Table {
-        name: "oidc_clients",
-        order_by: "client_id",
         seeded: None,
     },
     Table {
@@ -110,6 +120,14 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     (
         "email_tokens",
         "one-time links, dead within a day: a restore must not bring used or replaced ones back",
+    ),
+    (
+        "oidc_requests",
+        "authorization requests waiting for a login, dead within minutes",
+    ),
+    (
+        "oidc_codes",
+        "authorization codes, dead within a minute: a restore must not make a used one usable again",
     ),
     (
         "mail_outbox",
