@@ -21,7 +21,7 @@ import secrets
 import sys
 import warnings
 from html.parser import HTMLParser
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import authlib.deprecate  # noqa: F401 (installs its warning filter first)
 import httpx
@@ -150,7 +150,12 @@ def drive(http, url, redirect_uri, email, password):
         expect(chosen, f"no login or consent form on {response.url}: {text[:500]}")
         kind, data = chosen
         pages.append(kind)
-        response = http.post(action, data=data)
+        # httpx takes a dict for `data`; a list keeps the form's order and repeated names.
+        response = http.post(
+            action,
+            content=urlencode(data),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         if kind == "login" and response.status_code == 401:
             raise Failure("portvakt refused the test user's email and password on its login form")
     raise Failure(f"no redirect to {redirect_uri} after {MAX_HOPS} hops (pages: {pages})")
