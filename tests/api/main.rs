@@ -33,6 +33,7 @@ mod ops;
 mod passkeys;
 mod password;
 mod refresh;
+mod relying_parties;
 mod role_mfa;
 mod sessions;
 mod tls;
