@@ -51,6 +51,9 @@ pub enum Action {
     ClientSecretRotated,
     ClientDeleted,
     KeyRotated,
+    TokenIssued,
+    TokenRevoked,
+    CodeReuseDetected,
 }
 
 impl Action {
@@ -99,6 +102,9 @@ impl Action {
             Action::ClientSecretRotated => "client_secret_rotated",
             Action::ClientDeleted => "client_deleted",
             Action::KeyRotated => "key_rotated",
+            Action::TokenIssued => "token_issued",
+            Action::TokenRevoked => "token_revoked",
+            Action::CodeReuseDetected => "code_reuse_detected",
         }
     }
 }
