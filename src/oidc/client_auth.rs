@@ -45,7 +45,9 @@ pub async fn authenticate(
 
 fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthError> {
     let basic = match headers.get(header::AUTHORIZATION) {
-        Some(value) => basic_credentials(value.to_str().ok()).ok_or_else(OAuthError::invalid_client)?,
+        Some(value) => {
+            basic_credentials(value.to_str().ok()).ok_or_else(OAuthError::invalid_client)?
+        }
         None => None,
     };
     let form_id = params.get("client_id");

@@ -41,7 +41,8 @@ struct ProviderMetadata {
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
     responses((status = 200, description = "OpenID Provider Metadata.", body = ProviderMetadata)))]
 pub async fn discovery(State(app): State<AppState>) -> Response {
-    let mut response = axum::Json(metadata(app.config.issuer.trim_end_matches('/'))).into_response();
+    let mut response =
+        axum::Json(metadata(app.config.issuer.trim_end_matches('/'))).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),

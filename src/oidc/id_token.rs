@@ -97,7 +97,11 @@ pub fn sign(app: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String> {
         amr: input.amr,
         email: email.then(|| input.user.email.clone()),
         email_verified: email.then_some(input.user.email_verified_at.is_some()),
-        name: if profile { input.user.name.clone() } else { None },
+        name: if profile {
+            input.user.name.clone()
+        } else {
+            None
+        },
     };
     let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());

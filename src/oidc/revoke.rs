@@ -74,7 +74,16 @@ async fn revoke_token(
 ) -> Result<(), sqlx::Error> {
     let mut tx = app.store.begin_write().await?;
     if let Some(grant) = sessions::find_by_refresh(&mut tx, token, holder).await? {
-        return end_grant(app, tx, grant.id, grant.user_id, holder, origin, "refresh_token").await;
+        return end_grant(
+            app,
+            tx,
+            grant.id,
+            grant.user_id,
+            holder,
+            origin,
+            "refresh_token",
+        )
+        .await;
     }
     // An access token: only its signature matters here, a dead one has nothing left to end.
     if let Ok(AnyAccess::Client(claims)) = app.tokens.verify_any(token).await

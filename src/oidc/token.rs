@@ -183,7 +183,16 @@ async fn authorization_code(
     // grant.
     let outcome = app
         .to_completion(move |app| async move {
-            Ok(exchange_code(&app, &client, &code, &redirect_uri, verifier, resource, &origin).await)
+            Ok(exchange_code(
+                &app,
+                &client,
+                &code,
+                &redirect_uri,
+                verifier,
+                resource,
+                &origin,
+            )
+            .await)
         })
         .await
         .map_err(OAuthError::from)?;
@@ -199,14 +208,16 @@ async fn exchange_code(
     resource: Option<String>,
     origin: &ClientInfo,
 ) -> Result<TokenResponse, OAuthError> {
-    let invalid = || OAuthError::invalid_grant("The authorization code is invalid, expired or used.");
+    let invalid =
+        || OAuthError::invalid_grant("The authorization code is invalid, expired or used.");
     let mut tx = app.store.begin_write().await?;
     let row = match codes::claim(&mut tx, code).await? {
         Claim::Unknown => return Err(invalid()),
         Claim::Reused { grant_session, .. } => {
             // RFC 6749 §4.1.2: a code used twice revokes what its first use produced.
             if let Some(grant) = grant_session {
-                let revoked = sessions::revoke_family(&app.store, &mut tx, grant, "code_reused").await?;
+                let revoked =
+                    sessions::revoke_family(&app.store, &mut tx, grant, "code_reused").await?;
                 if !revoked.is_empty() {
                     let entry = AuditEntry::new(Action::CodeReuseDetected)
                         .failure()
@@ -273,9 +284,15 @@ async fn exchange_code(
     app.audit
         .record(
             &mut tx,
-            grant_audit(Action::TokenIssued, user.id, created.session_id, &client_id, origin)
-                .detail("grant_type", "authorization_code")
-                .detail("scope", code_row.scope.clone()),
+            grant_audit(
+                Action::TokenIssued,
+                user.id,
+                created.session_id,
+                &client_id,
+                origin,
+            )
+            .detail("grant_type", "authorization_code")
+            .detail("scope", code_row.scope.clone()),
         )
         .await?;
     tx.commit().await?;
@@ -402,7 +419,8 @@ async fn refresh(
             .await?)
         })
         .await?;
-    let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or already used.");
+    let invalid =
+        || OAuthError::invalid_grant("The refresh token is invalid, expired or already used.");
     match rotation {
         Rotation::Rotated {
             user_id,
@@ -503,7 +521,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_matches(challenge, verifier));
-        assert!(!pkce_matches(challenge, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
+        assert!(!pkce_matches(
+            challenge,
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"
+        ));
         assert!(!pkce_matches(challenge, "short"));
     }
 }

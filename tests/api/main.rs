@@ -26,6 +26,7 @@ mod mail;
 mod mail_delivery;
 mod metrics;
 mod mfa;
+mod oidc_tokens;
 mod openapi;
 mod ops;
 mod passkeys;
