@@ -292,7 +292,7 @@ impl TokenService {
     /// signature, algorithm, type, issuer and time. Whether its session is still alive (or a
     /// client token revoked) is for the caller to check. For userinfo and introspection.
     pub async fn verify_any(&self, token: &str) -> Result<AnyAccess, TokenError> {
-        let (kid, alg, key) = self.check_header(token).await?;
+        let (_, alg, key) = self.check_header(token).await?;
         let validation = self
             .any_audience
             .iter()
@@ -300,7 +300,6 @@ impl TokenService {
             .ok_or_else(|| TokenError::Invalid("unexpected algorithm".into()))?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        let _ = kid;
         let value = data.claims;
         if value.get("client_id").is_some() {
             serde_json::from_value(value)

@@ -181,22 +181,20 @@ async fn authorization_code(
     let client = client.clone();
     // Run to completion: a client that hangs up must not leave a claimed code without its
     // grant.
-    let outcome = app
-        .to_completion(move |app| async move {
-            Ok(exchange_code(
-                &app,
-                &client,
-                &code,
-                &redirect_uri,
-                verifier,
-                resource,
-                &origin,
-            )
-            .await)
-        })
-        .await
-        .map_err(OAuthError::from)?;
-    outcome
+    app.to_completion(move |app| async move {
+        Ok(exchange_code(
+            &app,
+            &client,
+            &code,
+            &redirect_uri,
+            verifier,
+            resource,
+            &origin,
+        )
+        .await)
+    })
+    .await
+    .map_err(OAuthError::from)?
 }
 
 async fn exchange_code(
