@@ -71,6 +71,7 @@ settings! {
     "access_token_alg" = "EdDSA" : "Signature algorithm of access tokens: `EdDSA` (Ed25519), `RS256` or `ES256`. Tokens signed before a change keep verifying until they expire.";
     "key_rotation_interval" = "90d" : "`serve` replaces the token signing keys with new ones this often (e.g. `30d`); 0 turns scheduled rotation off (`portvakt keys rotate` rotates by hand). A retired key stays in the JWKS, and verifies, for max(access_token_ttl, 1h) plus 30s, then is deleted. With several instances, one of them rotates.";
     "refresh_token_ttl" = "30d" : "Sliding lifetime of a session: each refresh extends it by this much.";
+    "oidc_session_ttl" = "12h" : "Lifetime of the browser session that the OIDC login page opens (its cookie); after it, the next authorization asks the user to log in again.";
     "cache_ttl" = "5s" : "How long an instance trusts its cached copy of a session or profile before re-reading it. Changes made on this instance (and, with PostgreSQL, on any instance) apply at once regardless; this bounds staleness only if an announcement is lost.";
     "token_cache_size" = "100000" : "Verified access tokens remembered (each is verified once, then checked against its session).";
     "max_body_bytes" = "65536" : "Largest accepted request body; larger bodies get 413.";
@@ -384,6 +385,8 @@ pub struct Config {
     /// How often `serve` rotates the signing keys; zero: never.
     pub key_rotation_interval: Duration,
     pub refresh_token_ttl: Duration,
+    /// Lifetime of a browser session on the OIDC pages.
+    pub oidc_session_ttl: Duration,
     pub cache_ttl: Duration,
     pub token_cache_size: usize,
     pub max_body_bytes: usize,
@@ -716,6 +719,7 @@ impl Config {
                 .push("PORTVAKT_KEY_ROTATION_INTERVAL must be 0 (off) or at least 1s".into());
         }
         let refresh_token_ttl = s.span("refresh_token_ttl", Duration::from_secs(1));
+        let oidc_session_ttl = s.span("oidc_session_ttl", Duration::from_secs(60));
         let cache_ttl = s.span("cache_ttl", Duration::ZERO);
         let token_cache_size = s.range::<usize>("token_cache_size", 0, 100_000_000);
         let max_body_bytes = s.range::<usize>("max_body_bytes", 1024, 1 << 30);
@@ -953,6 +957,7 @@ impl Config {
             access_token_alg: access_token_alg.ok_or_else(missing)?,
             key_rotation_interval: key_rotation_interval.ok_or_else(missing)?,
             refresh_token_ttl: refresh_token_ttl.ok_or_else(missing)?,
+            oidc_session_ttl: oidc_session_ttl.ok_or_else(missing)?,
             cache_ttl: cache_ttl.ok_or_else(missing)?,
             token_cache_size: token_cache_size.ok_or_else(missing)?,
             max_body_bytes: max_body_bytes.ok_or_else(missing)?,

@@ -52,6 +52,8 @@ pub fn document() -> Document {
     doc.merge(crate::oidc::routes::Doc::openapi());
     doc.merge(crate::oidc::clients::routes::Doc::openapi());
     doc.merge(crate::oidc::TokenDoc::openapi());
+    doc.merge(crate::oidc::authorize::Doc::openapi());
+    doc.merge(crate::oidc::logout::Doc::openapi());
     doc.merge(crate::ops::routes::Doc::openapi());
     describe_itself(&mut doc);
     if let Some(components) = doc.components.as_mut() {

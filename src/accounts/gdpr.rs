@@ -5,7 +5,7 @@
 //! IP, user agent and personal data of every audit entry about the person, in one
 //! transaction that ends with a `user_erased` entry. The random user id stays in the audit
 //! trail (`actor_id`, `target_id`): it no longer leads to anyone. MFA secrets and OIDC
-//! consents do not exist yet; when they do, their rows go in the same transaction.
+//! consents go in the same transaction.
 
 use secrecy::SecretString;
 use serde::Serialize;
@@ -37,11 +37,21 @@ pub struct Export {
     /// Email about the account on record in the outbox, oldest first (bodies are not kept
     /// once a message is sent, and are never exported).
     pub mail: Vec<crate::mail::store::Exported>,
-    /// Always empty until the OIDC provider exists.
-    #[schema(value_type = Vec<Object>)]
-    pub oidc_consents: Vec<serde_json::Value>,
+    /// What the user allowed OpenID Connect clients to see, oldest first.
+    pub oidc_consents: Vec<ExportedConsent>,
     #[schema(format = "date-time")]
     pub exported_at: String,
+}
+
+/// A consent given on the OIDC consent page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportedConsent {
+    #[schema(format = "uuid")]
+    pub client_id: String,
+    /// Space-separated scopes allowed so far.
+    pub scope: String,
+    #[schema(format = "date-time")]
+    pub granted_at: String,
 }
 
 /// A stored session: API.md "Session" with its expiry and revocation.
@@ -113,6 +123,7 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
     let mail = crate::mail::store::of_user(&mut tx, &uid).await?;
     let totp = crate::auth::mfa::totp_enabled(&mut tx, user.id).await?;
     let passkeys = crate::auth::passkeys::count_of_user(&mut tx, user.id).await?;
+    let consents = crate::oidc::consents::list_of_user(&mut tx, user.id).await?;
     tx.rollback().await?;
     let current = caller.session_id.to_string();
     Ok(Export {
@@ -147,7 +158,14 @@ pub async fn export(app: &AppState, caller: &Caller) -> Result<Export, AppError>
             passkeys: u32::try_from(passkeys).unwrap_or(u32::MAX),
         },
         mail,
-        oidc_consents: Vec::new(),
+        oidc_consents: consents
+            .into_iter()
+            .map(|c| ExportedConsent {
+                client_id: c.client_id,
+                scope: c.scope,
+                granted_at: rfc3339(c.granted_at),
+            })
+            .collect(),
         exported_at: rfc3339(now_micros()),
     })
 }
@@ -238,6 +256,7 @@ async fn erase(app: &AppState, id: UserId, eraser: Eraser) -> Result<(), AppErro
             crate::mail::store::delete_of_user(&mut tx, &uid).await?;
             crate::auth::mfa::delete_of_user(&mut tx, &uid).await?;
             crate::auth::email_flows::delete_of_user(&mut tx, &uid).await?;
+            crate::oidc::consents::delete_of_user(&mut tx, id).await?;
             store::delete(&mut tx, id).await?;
             app.store
                 .announce(&mut tx, INVALIDATION_KIND, &[uid])

@@ -640,9 +640,10 @@ async fn complete(
 ) -> Result<impl IntoResponse, AppError> {
     let (token, answer) = Answer::of(req)?;
     let pair = app
-        .to_completion(
-            move |app| async move { second_factor(&app, &token, &answer, &client).await },
-        )
+        .to_completion(move |app| async move {
+            let verified = second_factor(&app, &token, &answer, &client).await?;
+            service::open_session(&app, verified, &client).await
+        })
         .await?;
     Ok((no_store(), Json(pair)))
 }
@@ -730,7 +731,7 @@ async fn second_factor(
     mfa_token: &str,
     answer: &Answer,
     client: &ClientInfo,
-) -> Result<TokenPair, AppError> {
+) -> Result<service::Verified, AppError> {
     let hash = token_hash(mfa_token);
     let mut conn = app.store.pool().acquire().await?;
     let user_id = live_challenge(&mut conn, &hash)
@@ -802,7 +803,20 @@ async fn second_factor(
         tx.rollback().await?;
         return Err(AppError::InvalidCredentials);
     }
-    service::open_session(app, tx, user.id, client, Some(method), attempt).await
+    Ok(service::Verified::after_second_factor(
+        tx, user.id, method, attempt,
+    ))
+}
+
+/// Checks a TOTP or recovery `code` against the challenge `mfa_token` (as `/auth/mfa` does,
+/// with the same failure counting and backoff) for a caller that opens its own session.
+pub async fn check_code(
+    app: &AppState,
+    mfa_token: &str,
+    code: String,
+    client: &ClientInfo,
+) -> Result<service::Verified, AppError> {
+    second_factor(app, mfa_token, &Answer::Code(code), client).await
 }
 
 /// Checks `code` as a TOTP code (each time step once) or a recovery code (each once), and

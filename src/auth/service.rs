@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::backoff::Attempt;
-use super::sessions::{self, Rotation};
+use super::sessions::{self, NewSession, Rotation};
 use super::tokens::TokenError;
 use crate::accounts::{Email, UserId, service as account_service, store as accounts};
 use crate::app::AppState;
@@ -45,10 +45,24 @@ pub enum LoginOutcome {
     Mfa(super::mfa::MfaRequired),
 }
 
-/// Checks the password and opens a session. Every failure (unknown email, wrong password,
-/// disabled or locked account) is the same error after the same work: one password
-/// verification. Failures count towards the email's backoff whether or not it has an
-/// account, so neither the answer nor the limit tells which emails exist.
+/// A login whose every factor passed, inside the transaction in which `record_login` passed:
+/// what remains is to open a session of some kind ([`open_session`] for the API, or a
+/// browser session on the OIDC pages through [`open_browser_session`]).
+pub struct Verified {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub user: UserId,
+    /// The second factor's method, `None` for the password alone.
+    pub mfa: Option<&'static str>,
+    attempt: Attempt,
+}
+
+/// What checking the password found: a login ready for its session, or a second factor to ask.
+pub enum Checked {
+    Verified(Verified),
+    Mfa(super::mfa::MfaRequired),
+}
+
+/// Checks the password and opens an API session (see [`check_password`]).
 #[tracing::instrument(skip_all)]
 pub async fn login(
     app: &AppState,
@@ -56,6 +70,25 @@ pub async fn login(
     password: SecretString,
     client: ClientInfo,
 ) -> Result<LoginOutcome, AppError> {
+    match check_password(app, email, password, &client).await? {
+        Checked::Verified(v) => open_session(app, v, &client)
+            .await
+            .map(LoginOutcome::Tokens),
+        Checked::Mfa(m) => Ok(LoginOutcome::Mfa(m)),
+    }
+}
+
+/// Checks the password and the account. Every failure (unknown email, wrong password,
+/// disabled or locked account) is the same error after the same work: one password
+/// verification. Failures count towards the email's backoff whether or not it has an
+/// account, so neither the answer nor the limit tells which emails exist.
+pub async fn check_password(
+    app: &AppState,
+    email: &Email,
+    password: SecretString,
+    client: &ClientInfo,
+) -> Result<Checked, AppError> {
+    let client = client.clone();
     let attempt = app
         .backoff
         .admit_or_refuse(
@@ -105,7 +138,7 @@ pub async fn login(
         // until it is given (`attempt` is dropped, neither failed nor succeeded).
         let required = super::mfa::challenge(app, user.id).await?;
         tracing::info!(user_id = %user.id, "password accepted; second factor required");
-        return Ok(LoginOutcome::Mfa(required));
+        return Ok(Checked::Mfa(required));
     }
 
     let mut tx = app.store.begin_write().await?;
@@ -120,9 +153,29 @@ pub async fn login(
         };
         return Err(failed(app, attempt, &client, reason, id, email).await);
     }
-    open_session(app, tx, user.id, &client, None, attempt)
-        .await
-        .map(LoginOutcome::Tokens)
+    Ok(Checked::Verified(Verified {
+        tx,
+        user: user.id,
+        mfa: None,
+        attempt,
+    }))
+}
+
+impl Verified {
+    /// A login whose second factor passed in `tx`, after `record_login` passed there too.
+    pub(crate) fn after_second_factor(
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        user: UserId,
+        method: &'static str,
+        attempt: Attempt,
+    ) -> Verified {
+        Verified {
+            tx,
+            user,
+            mfa: Some(method),
+            attempt,
+        }
+    }
 }
 
 /// Counts a failed attempt towards the email's backoff and, for a wrong password, towards
@@ -280,30 +333,25 @@ pub async fn end_session(
     .await
 }
 
-/// The end of every login, once each factor is checked and `record_login` has passed in `tx`:
-/// the session (remembering `mfa`, the second factor's method, for its life and its tokens'
-/// `amr`), its `login` audit entry (with that method, if one was asked), the commit, the
-/// backoff cleared, and the token pair. Roles that require MFA are left out of the token's
-/// `roles` when `mfa` is `None`.
-pub(super) async fn open_session(
+/// The end of every login, once each factor is checked: the session (remembering the second
+/// factor's method for its life and its tokens' `amr`), its `login` audit entry (with that
+/// method, if one was asked, and `via` for other ways in than the API), the commit, and the
+/// backoff cleared.
+async fn finish(
     app: &AppState,
-    mut tx: sqlx::Transaction<'static, sqlx::Any>,
-    user: UserId,
+    verified: Verified,
     client: &ClientInfo,
-    mfa: Option<&'static str>,
-    attempt: super::backoff::Attempt,
-) -> Result<TokenPair, AppError> {
-    super::login_alert::before_session(app, &mut tx, user, client).await?;
-    let created = sessions::create(
-        &mut tx,
+    new: NewSession<'_>,
+    via: Option<&'static str>,
+) -> Result<sessions::CreatedWith, AppError> {
+    let Verified {
+        mut tx,
         user,
-        &client.ip,
-        client.user_agent.as_deref(),
         mfa,
-        app.config.refresh_token_ttl,
-    )
-    .await?;
-    let roles = roles::for_session(&mut *tx, user, mfa.is_some()).await?;
+        attempt,
+    } = verified;
+    super::login_alert::before_session(app, &mut tx, user, client).await?;
+    let created = sessions::create_with(&mut tx, &new).await?;
     let mut entry = Entry::new(Action::Login)
         .actor(user)
         .target("session", created.session_id)
@@ -311,18 +359,62 @@ pub(super) async fn open_session(
     if let Some(method) = mfa {
         entry = entry.detail("mfa", method);
     }
+    if let Some(via) = via {
+        entry = entry.detail("via", via);
+    }
     let audit_id = app.audit.record(&mut tx, entry).await?;
     tx.commit().await?;
     attempt.succeeded().await;
-    tracing::info!(user_id = %user, session_id = %created.session_id, %audit_id, mfa, "login succeeded");
+    tracing::info!(user_id = %user, session_id = %created.session_id, %audit_id, mfa, via, "login succeeded");
+    Ok(created)
+}
+
+/// Opens the API session of a verified login and returns its token pair. Roles that require
+/// MFA are left out of the token's `roles` when the login had no second factor.
+pub(super) async fn open_session(
+    app: &AppState,
+    verified: Verified,
+    client: &ClientInfo,
+) -> Result<TokenPair, AppError> {
+    let (user, mfa) = (verified.user, verified.mfa);
+    let new = NewSession {
+        user_agent: client.user_agent.as_deref(),
+        mfa_method: mfa,
+        ttl: app.config.refresh_token_ttl,
+        ..NewSession::api(user, &client.ip)
+    };
+    let created = finish(app, verified, client, new, None).await?;
+    let roles = roles::for_session(app.store.pool(), user, mfa.is_some()).await?;
     pair(
         app,
         user,
         created.session_id,
         &roles,
         mfa,
-        created.refresh_token,
+        created.refresh_token.unwrap_or_default(),
     )
+}
+
+/// Opens the browser session of a verified login on the OIDC pages: no refresh token, found
+/// again by the SHA-256 of its cookie (`cookie_hash`), alive for `ttl`. Audited as `login`
+/// with `via: "oidc"`.
+pub async fn open_browser_session(
+    app: &AppState,
+    verified: Verified,
+    client: &ClientInfo,
+    cookie_hash: &str,
+    ttl: std::time::Duration,
+) -> Result<sessions::CreatedWith, AppError> {
+    let user = verified.user;
+    let new = NewSession {
+        user_agent: client.user_agent.as_deref(),
+        mfa_method: verified.mfa,
+        ttl,
+        browser_token_hash: Some(cookie_hash),
+        refresh: false,
+        ..NewSession::api(user, &client.ip)
+    };
+    finish(app, verified, client, new, Some("oidc")).await
 }
 
 fn pair(

@@ -368,6 +368,21 @@ pub async fn revoke_family(
     Ok(ids)
 }
 
+/// Moves the grants of browser session `from` to `to`: the same user logged in again in the
+/// same browser, and ending the new session must end what the old one authorized.
+pub async fn adopt_children(
+    conn: &mut AnyConnection,
+    from: Uuid,
+    to: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("UPDATE sessions SET parent_id = $1 WHERE parent_id = $2")
+        .bind(to.to_string())
+        .bind(from.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 async fn insert_refresh_token(
     conn: &mut AnyConnection,
     session: Uuid,

@@ -1,6 +1,6 @@
 //! Security headers on every response, errors included: no sniffing, no framing, no
 //! referrer, no powerful browser features, a process of its own for our pages, no caching
-//! unless a handler chose otherwise, HSTS when the client came over https, and a strict CSP
+//! unless a handler chose otherwise (also for the CSP), HSTS when the client came over https, and a strict CSP
 //! (no inline script, nothing from other origins) on HTML.
 
 use std::time::Duration;
@@ -43,11 +43,15 @@ impl SecurityHeaders {
         };
         set(headers, &header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         set(headers, &header::X_FRAME_OPTIONS, "DENY");
-        set(
-            headers,
-            &header::CONTENT_SECURITY_POLICY,
-            if html { CSP_HTML } else { CSP_API },
-        );
+        // A page may bring a stricter policy of its own (the OIDC pages leave out
+        // `form-action`, which Chrome applies to the redirect after a POST).
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            set(
+                headers,
+                &header::CONTENT_SECURITY_POLICY,
+                if html { CSP_HTML } else { CSP_API },
+            );
+        }
         set(headers, &header::REFERRER_POLICY, "no-referrer");
         set(headers, &PERMISSIONS_POLICY, PERMISSIONS);
         set(headers, &CROSS_ORIGIN_OPENER_POLICY, "same-origin");
@@ -82,6 +86,21 @@ mod tests {
         assert!(!map.contains_key(header::SERVER));
         let csp = map[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(!csp.contains("unsafe-inline") && !csp.contains("http"));
+    }
+
+    #[test]
+    fn a_pages_own_csp_stays() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        map.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'"),
+        );
+        SecurityHeaders::new(Duration::ZERO).apply(&mut map, false);
+        assert_eq!(map[header::CONTENT_SECURITY_POLICY], "default-src 'none'");
     }
 
     #[test]

@@ -1,14 +1,22 @@
 //! OpenID Connect provider: the JWKS that publishes our token signing keys, the registry of
-//! clients, and the token side (token, userinfo, introspection, revocation, discovery).
+//! clients, the authorization endpoint with its login, second-factor and consent pages,
+//! RP-initiated logout, and the token side (token, userinfo, introspection, revocation,
+//! discovery).
 
 pub mod access;
+pub mod authorize;
+pub mod browser;
 pub mod client_auth;
 pub mod clients;
 pub mod codes;
+pub mod consents;
 pub mod discovery;
 pub mod id_token;
 pub mod introspect;
+pub mod logout;
 pub mod oauth;
+pub mod pages;
+pub mod request;
 pub mod revoke;
 pub mod routes;
 pub mod token;
@@ -26,6 +34,8 @@ use crate::http::ClientInfo;
 pub fn router() -> Router<AppState> {
     routes::router()
         .merge(clients::router())
+        .merge(authorize::router())
+        .merge(logout::router())
         .merge(token_router())
 }
 

@@ -26,6 +26,8 @@ mod mail;
 mod mail_delivery;
 mod metrics;
 mod mfa;
+mod oidc_authorize;
+mod oidc_flow;
 mod oidc_tokens;
 mod openapi;
 mod ops;

@@ -217,7 +217,8 @@ async fn passwordless(
         tx.rollback().await?;
         return Err(refused("disabled_or_locked", Some(user.id)).await?);
     }
-    service::open_session(app, tx, user.id, client, Some("passkey"), attempt).await
+    let verified = service::Verified::after_second_factor(tx, user.id, "passkey", attempt);
+    service::open_session(app, verified, client).await
 }
 
 /// Assertion options for the second factor of a password login, limited to `user`'s
