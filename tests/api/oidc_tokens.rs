@@ -970,3 +970,121 @@ async fn revoking_a_refresh_token_ends_the_grant_and_its_access_tokens() {
         json!({"active": false})
     );
 }
+
+// ---- The whole code flow, through the authorize endpoint and its pages ----
+
+#[tokio::test]
+async fn the_code_flow_through_the_pages_ends_in_tokens_for_the_signed_in_user() {
+    use crate::oidc_flow::authorize_code;
+    let app = spawn_app().await;
+    let client = web_client(&app, "client_secret_basic").await;
+    let (email, _) = app.new_user().await;
+    let code = authorize_code(
+        &app,
+        &client.id,
+        REDIRECT,
+        &[
+            ("scope", "openid profile email"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("nonce", "flow-nonce"),
+            ("state", "s1"),
+        ],
+        &email,
+        crate::helpers::PASSWORD,
+    )
+    .await;
+
+    // A wrong verifier burns the code.
+    let wrong = exchange(&app, &client, &code, REDIRECT, Some(&"B".repeat(43))).await;
+    oauth_error(wrong, 400, "invalid_grant").await;
+    let code = authorize_code(
+        &app,
+        &client.id,
+        REDIRECT,
+        &[
+            ("scope", "openid profile email"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("nonce", "flow-nonce"),
+        ],
+        &email,
+        crate::helpers::PASSWORD,
+    )
+    .await;
+    let body = token_ok(exchange(&app, &client, &code, REDIRECT, Some(VERIFIER)).await).await;
+
+    let claims = verified_id_token(&app, body["id_token"].as_str().unwrap(), &client.id).await;
+    assert_eq!(claims["nonce"], "flow-nonce");
+    assert_eq!(claims["email"], email.as_str());
+    let access = body["access_token"].as_str().unwrap();
+    // The ID token's sid is the browser session that authorized the grant.
+    let grant = payload(access)["sid"].as_str().unwrap().to_string();
+    let parent: Option<String> = sqlx::query_scalar("SELECT parent_id FROM sessions WHERE id = $1")
+        .bind(&grant)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(claims["sid"], parent.unwrap().as_str());
+    let info: Value = userinfo(&app, Some(access)).await.json().await.unwrap();
+    assert_eq!(info["email"], email.as_str());
+    assert_eq!(info["sub"], claims["sub"]);
+    // Reusing the code ends the grant of its first use.
+    oauth_error(
+        exchange(&app, &client, &code, REDIRECT, Some(VERIFIER)).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        userinfo(&app, Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let refreshed = refresh(&app, &client, body["refresh_token"].as_str().unwrap()).await;
+    oauth_error(refreshed, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn a_client_that_chose_eddsa_gets_eddsa_id_tokens_with_a_sha512_at_hash() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let client = register(
+        &app,
+        &admin,
+        json!({
+            "client_name": "Modern",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code"],
+            "token_endpoint_auth_method": "client_secret_post",
+            "id_token_signed_response_alg": "EdDSA",
+        }),
+    )
+    .await;
+    let browser = browser_session(&app).await;
+    let code = issue_code(&app, &browser, &client, "openid", None).await;
+
+    let response = post_form(
+        &app,
+        "/oauth2/token",
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client.id),
+            ("client_secret", client.secret.as_deref().unwrap()),
+        ],
+    )
+    .await;
+
+    let body = token_ok(response).await;
+    // No refresh_token grant registered: no refresh token.
+    assert!(body.get("refresh_token").is_none());
+    let id_token = body["id_token"].as_str().unwrap();
+    assert_eq!(header(id_token)["alg"], "EdDSA");
+    let claims = verified_id_token(&app, id_token, &client.id).await;
+    let access = body["access_token"].as_str().unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, access.as_bytes());
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..32]);
+    assert_eq!(claims["at_hash"], expected.as_str());
+}
