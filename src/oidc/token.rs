@@ -404,6 +404,18 @@ async fn refresh(
     let requested = params.get("scope").map(str::to_string);
     let client_id = client.client_id.to_string();
     let holder = client_id.clone();
+    // A scope the grant does not cover is refused before the token is spent.
+    if requested.is_some() {
+        let mut conn = app.store.pool().acquire().await?;
+        if let Some(grant) =
+            sessions::find_by_refresh(&mut conn, presented.expose_secret(), &holder).await?
+        {
+            narrower_scope(
+                requested.as_deref(),
+                grant.scope.as_deref().unwrap_or_default(),
+            )?;
+        }
+    }
     let rotation = app
         .to_completion(move |app| async move {
             Ok(sessions::rotate(

@@ -926,8 +926,28 @@ async fn refresh_rotates_keeps_the_id_token_facts_and_reuse_ends_the_grant() {
     )
     .await;
     oauth_error(narrowed, 400, "invalid_scope").await;
+    // A narrower one is granted for this answer, and the refused request did not spend the token.
+    let narrowed = post_form(
+        &app,
+        "/oauth2/token",
+        Some((&client.id, client.secret.as_deref().unwrap())),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", second_refresh),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    let narrowed = token_ok(narrowed).await;
+    assert_eq!(narrowed["scope"], "openid");
+    assert!(
+        payload(narrowed["id_token"].as_str().unwrap())
+            .get("email")
+            .is_none()
+    );
+    let third_refresh = narrowed["refresh_token"].as_str().unwrap();
 
-    // Reusing the first token ends the grant: the second one dies with it.
+    // Reusing the first token ends the grant: the current one dies with it.
     oauth_error(
         refresh(&app, &client, first_refresh).await,
         400,
@@ -935,7 +955,7 @@ async fn refresh_rotates_keeps_the_id_token_facts_and_reuse_ends_the_grant() {
     )
     .await;
     oauth_error(
-        refresh(&app, &client, second_refresh).await,
+        refresh(&app, &client, third_refresh).await,
         400,
         "invalid_grant",
     )
