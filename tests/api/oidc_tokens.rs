@@ -1108,3 +1108,50 @@ async fn a_client_that_chose_eddsa_gets_eddsa_id_tokens_with_a_sha512_at_hash() 
     let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..32]);
     assert_eq!(claims["at_hash"], expected.as_str());
 }
+
+#[tokio::test]
+async fn odd_bodies_and_headers_never_make_a_server_error() {
+    let app = spawn_app().await;
+    let bodies: [(&str, &[u8]); 4] = [
+        (
+            "application/x-www-form-urlencoded",
+            b"%FF%FE=%00&token=%zz&&==",
+        ),
+        ("application/x-www-form-urlencoded", b"\xff\xfe\x00token"),
+        ("text/plain", b"token=abc"),
+        ("application/json", b"{\"token\": 1}"),
+    ];
+    for path in [
+        "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/oauth2/userinfo",
+    ] {
+        for (content_type, body) in bodies {
+            for auth in [
+                "Basic Og==",
+                "Basic OmFiYw==",
+                "Bearer ",
+                "Basic",
+                "Digest x",
+            ] {
+                let response = app
+                    .client
+                    .post(app.url(path))
+                    .header("content-type", content_type)
+                    .header("authorization", auth)
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                assert!(
+                    (400..500).contains(&status),
+                    "{path} {content_type} {auth}: {status}"
+                );
+                let error: Value = response.json().await.unwrap();
+                assert!(error["error"].is_string(), "{path}: {error}");
+            }
+        }
+    }
+}
