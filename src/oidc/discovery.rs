@@ -51,15 +51,17 @@ pub async fn discovery(State(app): State<AppState>) -> Response {
 }
 
 fn metadata(issuer: &str) -> Value {
+    // `issuer` exactly as tokens carry it in `iss` (Discovery §4.3); endpoints below it.
+    let base = issuer.trim_end_matches('/');
     json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
-        "token_endpoint": format!("{issuer}/oauth2/token"),
-        "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
-        "jwks_uri": format!("{issuer}/oauth2/jwks"),
-        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
-        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "end_session_endpoint": format!("{base}/oauth2/logout"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "scopes_supported": ["openid", "profile", "email"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

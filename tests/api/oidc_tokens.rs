@@ -347,8 +347,8 @@ async fn discovery_lists_the_endpoints_and_capabilities() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let meta: Value = response.json().await.unwrap();
+    assert_eq!(meta["issuer"], app.state.config.issuer.as_str());
     let issuer = app.state.config.issuer.trim_end_matches('/').to_string();
-    assert_eq!(meta["issuer"], issuer.as_str());
     for (field, path) in [
         ("authorization_endpoint", "/oauth2/authorize"),
         ("token_endpoint", "/oauth2/token"),
