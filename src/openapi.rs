@@ -51,6 +51,7 @@ pub fn document() -> Document {
     doc.merge(crate::events::routes::Doc::openapi());
     doc.merge(crate::oidc::routes::Doc::openapi());
     doc.merge(crate::oidc::clients::routes::Doc::openapi());
+    doc.merge(crate::oidc::TokenDoc::openapi());
     doc.merge(crate::oidc::authorize::Doc::openapi());
     doc.merge(crate::oidc::login::Doc::openapi());
     doc.merge(crate::oidc::logout::Doc::openapi());
@@ -65,6 +66,11 @@ pub fn document() -> Document {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        // The OAuth endpoints' client authentication (RFC 6749 §2.3.1).
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
     add_shared_answers(&mut doc);

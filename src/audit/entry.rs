@@ -52,6 +52,9 @@ pub enum Action {
     ClientSecretRotated,
     ClientDeleted,
     KeyRotated,
+    TokenIssued,
+    TokenRevoked,
+    CodeReuseDetected,
 }
 
 impl Action {
@@ -101,6 +104,9 @@ impl Action {
             Action::ClientSecretRotated => "client_secret_rotated",
             Action::ClientDeleted => "client_deleted",
             Action::KeyRotated => "key_rotated",
+            Action::TokenIssued => "token_issued",
+            Action::TokenRevoked => "token_revoked",
+            Action::CodeReuseDetected => "code_reuse_detected",
         }
     }
 }

@@ -296,6 +296,25 @@ pub async fn find_live(
     row.as_ref().map(live_session).transpose()
 }
 
+/// The live grant of the client `holder` whose current (unused) refresh token is
+/// `presented`: for introspection and revocation, which must not reveal or touch other
+/// clients' grants.
+pub async fn find_by_refresh(
+    conn: &mut AnyConnection,
+    presented: &str,
+    holder: &str,
+) -> Result<Option<LiveSession>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT s.id, s.user_id, s.mfa_method, s.client_id, s.parent_id, s.scope, COALESCE(s.auth_time, s.created_at) AS auth_time, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1 AND r.used_at IS NULL AND s.client_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3",
+    )
+    .bind(token_hash(presented))
+    .bind(holder)
+    .bind(now_micros())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(live_session).transpose()
+}
+
 /// The live browser session whose cookie hashes to `cookie_hash`.
 pub async fn find_browser(
     conn: &mut AnyConnection,

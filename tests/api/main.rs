@@ -28,6 +28,7 @@ mod metrics;
 mod mfa;
 mod oidc_authorize;
 mod oidc_flow;
+mod oidc_tokens;
 mod openapi;
 mod ops;
 mod passkeys;
