@@ -320,13 +320,16 @@ pub async fn end_session(
         if !revoked {
             return Ok(false);
         }
+        // A browser session takes the grants it authorized with it, as /oauth2/logout does.
+        let mut ended = vec![session];
+        ended.extend(sessions::revoke_family(&app.store, &mut tx, session, reason).await?);
         let entry = Entry::new(action)
             .actor(user)
             .target("session", session)
             .client(&client);
         let audit_id = app.audit.record(&mut tx, entry).await?;
         tx.commit().await?;
-        app.sessions.forget(&[session]);
+        app.sessions.forget(&ended);
         tracing::info!(user_id = %user, session_id = %session, reason, %audit_id, "session ended");
         Ok(true)
     })

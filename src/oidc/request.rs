@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::clients::{AuthMethod, Client, ClientId};
+use super::clients::{AuthMethod, Client, ClientId, GrantType};
 use crate::app::AppState;
 use crate::crypto::new_token;
 use crate::error::AppError;
@@ -105,7 +105,7 @@ pub async fn parse(
     let state = params
         .get("state")
         .and_then(|v| v.first())
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ECHO_LEN)
+        .filter(|s| echoable(s))
         .cloned();
     let reply = ReplyTo {
         redirect_uri: redirect_uri.clone(),
@@ -113,6 +113,12 @@ pub async fn parse(
     };
     let checked = check(&client, &params, redirect_uri, state);
     Ok((client, reply, checked))
+}
+
+/// Whether a `state` or `nonce` may be stored and sent back: not empty, bounded, and without
+/// control characters (PostgreSQL cannot store NUL in text; none belongs in these values).
+fn echoable(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_ECHO_LEN && !value.chars().any(char::is_control)
 }
 
 fn check(
@@ -143,6 +149,13 @@ fn check(
     }
     match get("response_type") {
         None => return Err(refuse("invalid_request", "response_type is required.")),
+        // RFC 6749 §4.1.2.1: a client not registered for the code flow may not ask for a code.
+        Some("code") if !client.spec.allows(GrantType::AuthorizationCode) => {
+            return Err(refuse(
+                "unauthorized_client",
+                "This client is not allowed the authorization_code grant.",
+            ));
+        }
         Some("code") => {}
         Some(_) => {
             return Err(refuse(
@@ -158,7 +171,10 @@ fn check(
         ));
     }
     if get("state").is_some() && state.is_none() {
-        return Err(refuse("invalid_request", "state is empty or too long."));
+        return Err(refuse(
+            "invalid_request",
+            "state is empty, too long or holds control characters.",
+        ));
     }
     let scope = get("scope").unwrap_or("");
     let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -232,8 +248,11 @@ fn check(
             })?),
         };
     let nonce = match get("nonce") {
-        Some(n) if n.is_empty() || n.len() > MAX_ECHO_LEN => {
-            return Err(refuse("invalid_request", "nonce is empty or too long."));
+        Some(n) if !echoable(n) => {
+            return Err(refuse(
+                "invalid_request",
+                "nonce is empty, too long or holds control characters.",
+            ));
         }
         n => n.map(str::to_owned),
     };

@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::audit::{Action, Entry as AuditEntry};
 use crate::auth::sessions::{self, NewSession, Rotation};
 use crate::auth::tokens::ClientGrant;
-use crate::http::{AuthRateLimit, ClientInfo};
+use crate::http::ClientInfo;
 
 /// Scopes about the user, which a client acting for itself cannot have.
 const USER_SCOPES: [&str; 3] = ["openid", "profile", "email"];
@@ -83,7 +83,6 @@ struct TokenForm {
     ))]
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn token(
-    _limit: AuthRateLimit,
     State(app): State<AppState>,
     origin: ClientInfo,
     headers: HeaderMap,

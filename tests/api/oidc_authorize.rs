@@ -243,11 +243,33 @@ async fn request_errors_go_back_to_the_client_with_the_rfc_codes() {
             "invalid_request",
             &[("response_mode", "fragment")],
         ),
+        // PostgreSQL cannot store NUL in text; no control character belongs in a nonce.
+        (
+            w.client_id.clone(),
+            "invalid_request",
+            &[("nonce", "n\u{0}1")],
+        ),
     ];
     for (client, error, extra) in cases {
         let params = refused(&w.app, &authorize_path(&client, CALLBACK, extra)).await;
         assert_eq!(params["error"], error, "{extra:?}");
     }
+    // RFC 6749 §4.1.2.1: a client registered without the code flow may not ask for a code.
+    let machine = register_client(
+        &w.app,
+        &w.admin,
+        json!({
+            "client_name": "Batch job",
+            "redirect_uris": [CALLBACK],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+        }),
+    )
+    .await;
+    let machine = machine["client_id"].as_str().unwrap();
+    let params = refused(&w.app, &authorize_path(machine, CALLBACK, &[])).await;
+    assert_eq!(params["error"], "unauthorized_client");
+
     let params = refused(&w.app, &authorize_path(spa, CALLBACK, &[("state", "st")])).await;
     assert_eq!(params["state"], "st", "state comes back with an error");
 
@@ -580,7 +602,7 @@ fn id_token(app: &TestApp, user: &str, client: &str, sid: &str) -> String {
 }
 
 #[tokio::test]
-async fn logout_with_an_expired_id_token_hint_ends_its_session_and_grants_at_once() {
+async fn an_expired_id_token_hint_logs_out_its_own_browser_at_once_and_no_other() {
     let w = world().await;
     let mut browser = Browser::new(&w.app);
     let done = sign_in(
@@ -614,7 +636,8 @@ async fn logout_with_an_expired_id_token_hint_ends_its_session_and_grants_at_onc
     assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 3);
 
     let hint = id_token(&w.app, user, &w.client_id, &browser_sid);
-    // Another browser (the RP's back channel, say): the hint's sid names the session.
+    // Another browser (or anyone who got hold of the ID token): the hint alone ends nothing
+    // (RP-Initiated Logout 1.0 §2).
     let mut elsewhere = Browser::new(&w.app);
     let wrong_uri = elsewhere
         .get(&format!(
@@ -635,11 +658,19 @@ async fn logout_with_an_expired_id_token_hint_ends_its_session_and_grants_at_onc
         "nothing ended"
     );
 
-    let out = elsewhere
-        .get(&format!(
-            "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri={AFTER_LOGOUT}&state=s1"
-        ))
-        .await;
+    let logout = format!(
+        "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri={AFTER_LOGOUT}&state=s1"
+    );
+    let not_here = elsewhere.get(&logout).await;
+    assert_eq!(not_here.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        session_ids(&w.app, &w.api.access_token).await.len(),
+        3,
+        "a hint from a browser without the session ends nothing"
+    );
+
+    // The browser that holds the session: the hint is its user's, so no question is asked.
+    let out = browser.get(&logout).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(redirect_target(&out), AFTER_LOGOUT);
     assert_eq!(redirect_params(&out)["state"], "s1");
@@ -825,5 +856,52 @@ async fn the_login_form_has_the_per_route_rate_limit() {
             StatusCode::UNAUTHORIZED,
             StatusCode::TOO_MANY_REQUESTS
         ]
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_browser_session_through_the_api_ends_its_grants_too() {
+    let w = world().await;
+    let mut browser = Browser::new(&w.app);
+    let done = sign_in(
+        &mut browser,
+        &w.client_id,
+        CALLBACK,
+        &[],
+        &w.email,
+        PASSWORD,
+    )
+    .await;
+    assert!(redirect_params(&done).contains_key("code"));
+    let browser_sid = session_ids(&w.app, &w.api.access_token)
+        .await
+        .into_iter()
+        .find(|s| *s != w.api.session_id)
+        .unwrap();
+    let grant = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, client_id, parent_id) SELECT $1, user_id, created_at, last_seen_at, expires_at, $2, id FROM sessions WHERE id = $3",
+    )
+    .bind(&grant)
+    .bind(&w.client_id)
+    .bind(&browser_sid)
+    .execute(w.app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 3);
+
+    let path = format!("/api/v1/users/me/sessions/{browser_sid}");
+    let r = w
+        .app
+        .send(
+            w.app
+                .authed(reqwest::Method::DELETE, &path, &w.api.access_token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        session_ids(&w.app, &w.api.access_token).await,
+        vec![w.api.session_id.clone()],
+        "the grant ended with the browser session that authorized it"
     );
 }
