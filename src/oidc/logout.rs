@@ -15,12 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::browser;
 use super::clients::{self, ClientId};
 use super::pages::{self, Page, PageError, PageResult};
-use crate::accounts::UserId;
 use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::auth::sessions::{self, LiveSession};
@@ -43,7 +41,6 @@ const CSRF_PURPOSE: &str = "logout";
 struct Hint {
     sub: String,
     aud: Audience,
-    sid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,10 +80,11 @@ async fn verify_hint(app: &AppState, token: &str) -> Option<Hint> {
 
 /// End the browser session (RP-initiated logout).
 ///
-/// With a valid `id_token_hint` the session of this browser (or the hint's `sid`) ends at
-/// once, with every grant (refresh token) it authorized; then a 303 to
-/// `post_logout_redirect_uri` (with `state`) or a "signed out" page. Without a hint, a browser
-/// with a session gets a confirmation form.
+/// With a valid `id_token_hint` naming the user of this browser's session, that session ends
+/// at once, with every grant (refresh token) it authorized; then a 303 to
+/// `post_logout_redirect_uri` (with `state`) or a "signed out" page. Otherwise a browser with
+/// a session gets a confirmation form first (RP-Initiated Logout 1.0 §2): a hint alone, which
+/// may be old or leaked, never ends a session.
 #[utoipa::path(get, path = "/oauth2/logout", tag = "oauth2",
     params(
         ("id_token_hint" = Option<String>, Query, description = "An ID token we issued; expired ones are fine."),
@@ -219,7 +217,8 @@ async fn logout(
     // RP-Initiated Logout 1.0 §2: without asking, only when the hint names the user of this
     // browser's session. A hint alone (it may be old, or have leaked from any relying party)
     // never ends a session.
-    let hint_is_this_browsers = matches!((&hint, &session), (Some(h), Some(s)) if s.user_id.to_string() == h.sub);
+    let hint_is_this_browsers =
+        matches!((&hint, &session), (Some(h), Some(s)) if s.user_id.to_string() == h.sub);
     let confirmed = hint_is_this_browsers
         || (post
             && field("confirm") == Some("yes")
