@@ -29,6 +29,23 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
+impl Audience {
+    pub fn contains(&self, want: &str) -> bool {
+        match self {
+            Audience::One(a) => a == want,
+            Audience::Many(all) => all.iter().any(|a| a == want),
+        }
+    }
+
+    /// The first audience: for an ID token, the client it was issued to.
+    pub fn first(&self) -> Option<&str> {
+        match self {
+            Audience::One(a) => Some(a),
+            Audience::Many(all) => all.first().map(String::as_str),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -52,10 +69,7 @@ pub struct AccessClaims {
 
 impl AccessClaims {
     fn aud_contains(&self, want: &str) -> bool {
-        match &self.aud {
-            Audience::One(a) => a == want,
-            Audience::Many(all) => all.iter().any(|a| a == want),
-        }
+        self.aud.contains(want)
     }
 }
 

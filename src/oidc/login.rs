@@ -40,6 +40,7 @@ fn limited(limit: Result<AuthRateLimit, AppError>) -> Result<(), PageError> {
 }
 
 const WRONG_CREDENTIALS: &str = "The email or password is not right.";
+const WRONG_CODE: &str = "That code is not right or was used already.";
 
 /// The login form's submission (`email`, `password`, with the form's `request` and `csrf`).
 ///
@@ -256,35 +257,18 @@ async fn mfa_submitted(
     if challenge.is_empty() || challenge.len() > 128 {
         return Err(PageError::stale_form());
     }
+    let again = |message: &str, wait, status| {
+        mfa_form(app, headers, &id, &challenge, Some((message, wait)), status)
+    };
     if code.trim().is_empty() || code.len() > 128 {
-        return mfa_form(
-            app,
-            headers,
-            &id,
-            &challenge,
-            Some(("That code is not right or was used already.", None)),
-            StatusCode::UNAUTHORIZED,
-        );
+        return again(WRONG_CODE, None, StatusCode::UNAUTHORIZED);
     }
     match mfa::check_code(app, &challenge, code, client_info).await {
         Ok(v) => logged_in(app, headers, client_info, &client, &req, &id, v).await,
-        Err(AppError::InvalidCredentials) => mfa_form(
-            app,
-            headers,
-            &id,
-            &challenge,
-            Some(("That code is not right or was used already.", None)),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Err(AppError::RateLimited { retry_after, .. }) => mfa_form(
-            app,
-            headers,
-            &id,
-            &challenge,
-            Some((
-                "Too many failed attempts. Wait a little and try again.",
-                Some(retry_after),
-            )),
+        Err(AppError::InvalidCredentials) => again(WRONG_CODE, None, StatusCode::UNAUTHORIZED),
+        Err(AppError::RateLimited { retry_after, .. }) => again(
+            "Too many failed attempts. Wait a little and try again.",
+            Some(retry_after),
             StatusCode::TOO_MANY_REQUESTS,
         ),
         Err(AppError::BadRequest { .. }) => Err(PageError::bad_request(

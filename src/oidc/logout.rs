@@ -22,7 +22,7 @@ use super::pages::{self, Page, PageError, PageResult};
 use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::auth::sessions::{self, LiveSession};
-use crate::auth::tokens::ACCESS_TOKEN_TYPE;
+use crate::auth::tokens::{ACCESS_TOKEN_TYPE, Audience};
 use crate::http::ClientInfo;
 
 /// The OpenAPI description of these routes.
@@ -41,22 +41,6 @@ const CSRF_PURPOSE: &str = "logout";
 struct Hint {
     sub: String,
     aud: Audience,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn first(&self) -> Option<&str> {
-        match self {
-            Audience::One(a) => Some(a),
-            Audience::Many(all) => all.first().map(String::as_str),
-        }
-    }
 }
 
 /// An ID token we signed, whatever its age (RP-Initiated Logout §2: expired hints are fine).
@@ -148,13 +132,7 @@ fn fields(raw: &[u8]) -> Option<HashMap<String, String>> {
     {
         return None;
     }
-    let mut fields = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw) {
-        fields
-            .entry(k.into_owned())
-            .or_insert_with(|| v.into_owned());
-    }
-    Some(fields)
+    Some(super::authorize::form(raw))
 }
 
 #[tracing::instrument(skip_all)]

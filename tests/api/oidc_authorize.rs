@@ -601,9 +601,10 @@ fn id_token(app: &TestApp, user: &str, client: &str, sid: &str) -> String {
     jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
 }
 
-#[tokio::test]
-async fn an_expired_id_token_hint_logs_out_its_own_browser_at_once_and_no_other() {
-    let w = world().await;
+/// A browser signed in through the pages, and a grant of the client that is a child of its
+/// session (what the token endpoint creates). Returns the browser and its session id; the
+/// user then has three live sessions: the API one, the browser's and the grant.
+async fn signed_in_with_a_grant(w: &World) -> (Browser, String) {
     let mut browser = Browser::new(&w.app);
     let done = sign_in(
         &mut browser,
@@ -615,14 +616,11 @@ async fn an_expired_id_token_hint_logs_out_its_own_browser_at_once_and_no_other(
     )
     .await;
     assert!(redirect_params(&done).contains_key("code"));
-    let me: Value = w.app.me(&w.api.access_token).await.json().await.unwrap();
-    let user = me["id"].as_str().unwrap();
     let browser_sid = session_ids(&w.app, &w.api.access_token)
         .await
         .into_iter()
         .find(|s| *s != w.api.session_id)
         .unwrap();
-    // A grant of the client, child of the browser session (what the token endpoint creates).
     let grant = uuid::Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, client_id, parent_id) SELECT $1, user_id, created_at, last_seen_at, expires_at, $2, id FROM sessions WHERE id = $3",
@@ -634,6 +632,15 @@ async fn an_expired_id_token_hint_logs_out_its_own_browser_at_once_and_no_other(
     .await
     .unwrap();
     assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 3);
+    (browser, browser_sid)
+}
+
+#[tokio::test]
+async fn an_expired_id_token_hint_logs_out_its_own_browser_at_once_and_no_other() {
+    let w = world().await;
+    let (mut browser, browser_sid) = signed_in_with_a_grant(&w).await;
+    let me: Value = w.app.me(&w.api.access_token).await.json().await.unwrap();
+    let user = me["id"].as_str().unwrap();
 
     let hint = id_token(&w.app, user, &w.client_id, &browser_sid);
     // Another browser (or anyone who got hold of the ID token): the hint alone ends nothing
@@ -862,33 +869,7 @@ async fn the_login_form_has_the_per_route_rate_limit() {
 #[tokio::test]
 async fn revoking_a_browser_session_through_the_api_ends_its_grants_too() {
     let w = world().await;
-    let mut browser = Browser::new(&w.app);
-    let done = sign_in(
-        &mut browser,
-        &w.client_id,
-        CALLBACK,
-        &[],
-        &w.email,
-        PASSWORD,
-    )
-    .await;
-    assert!(redirect_params(&done).contains_key("code"));
-    let browser_sid = session_ids(&w.app, &w.api.access_token)
-        .await
-        .into_iter()
-        .find(|s| *s != w.api.session_id)
-        .unwrap();
-    let grant = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, client_id, parent_id) SELECT $1, user_id, created_at, last_seen_at, expires_at, $2, id FROM sessions WHERE id = $3",
-    )
-    .bind(&grant)
-    .bind(&w.client_id)
-    .bind(&browser_sid)
-    .execute(w.app.state.store.pool())
-    .await
-    .unwrap();
-    assert_eq!(session_ids(&w.app, &w.api.access_token).await.len(), 3);
+    let (_browser, browser_sid) = signed_in_with_a_grant(&w).await;
 
     let path = format!("/api/v1/users/me/sessions/{browser_sid}");
     let r = w
